@@ -1,0 +1,50 @@
+# The few commands a person types. Everything installs what it needs first.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+VENV := .venv
+TOOLS := .tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install system-deps run test lint fmt services-up services-down clean
+
+install: system-deps $(VENV)/.synced
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+$(TOOLS)/bin/uv:
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet
+	@touch $@
+
+## run: the whole platform locally (PostgreSQL, Redis, API, worker, beat) until Ctrl-C
+run: install
+	amrutam dev run
+
+## test: the whole test suite against real PostgreSQL and Redis it starts itself
+test: install
+	pytest
+
+## lint: ruff, mypy and the import contract
+lint: install
+	ruff check .
+	ruff format --check .
+	mypy
+	lint-imports
+
+fmt: install
+	ruff format .
+	ruff check --fix .
+
+services-up: install
+	amrutam dev up
+
+services-down: install
+	amrutam dev down
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

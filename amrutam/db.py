@@ -1,0 +1,56 @@
+"""The PostgreSQL engine and sessions (SQLAlchemy/SQLModel on asyncpg)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from amrutam.settings import Settings
+
+
+def create_engine(settings: Settings, application_name: str = "amrutam") -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        # A restarted server leaves dead connections in the pool: SQLAlchemy notices the
+        # disconnect on first use and discards the whole pool, so one request fails
+        # (mapped to 503) instead of paying a pre-ping round trip on every checkout.
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={
+            "server_settings": {
+                "application_name": application_name,
+                # JIT only costs on short OLTP statements.
+                "jit": "off",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+            },
+            "timeout": 5,
+        },
+    )
+
+
+class Database:
+    """One engine per process and a factory of short-lived sessions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits on success and rolls back on any error."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

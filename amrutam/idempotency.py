@@ -1,0 +1,88 @@
+"""Idempotency keys in Redis: replay a finished request, refuse a concurrent duplicate.
+
+A key is scoped to its caller, so two callers using the same key never collide. The
+first request claims the key with ``SET NX`` (marked running, with a fingerprint of the
+request); when it finishes its response replaces the claim for 24 hours.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+from redis.asyncio import Redis
+
+
+class Outcome(enum.Enum):
+    STARTED = "started"  # we own the key: run the request, then complete() or abandon()
+    REPLAY = "replay"  # finished before with the same body: send the stored response
+    IN_FLIGHT = "in_flight"  # the first request is still running
+    MISMATCH = "mismatch"  # the key was used for a different request
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    outcome: Outcome
+    response: StoredResponse | None = None
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), body):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+class IdempotencyStore:
+    def __init__(self, redis: Redis, ttl_s: int, lock_s: int) -> None:
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._lock_s = lock_s
+
+    @staticmethod
+    def _key(scope: str, key: str) -> str:
+        return f"idem:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    async def claim(self, scope: str, key: str, print_: str) -> Claim:
+        redis_key = self._key(scope, key)
+        running = orjson.dumps({"state": "running", "fp": print_})
+        for _ in range(2):  # a second pass only if the key expired between SET and GET
+            if await self._redis.set(redis_key, running, nx=True, ex=self._lock_s):
+                return Claim(Outcome.STARTED)
+            raw = await self._redis.get(redis_key)
+            if raw is None:
+                continue
+            stored = orjson.loads(raw)
+            if stored.get("fp") != print_:
+                return Claim(Outcome.MISMATCH)
+            if stored.get("state") == "running":
+                return Claim(Outcome.IN_FLIGHT)
+            return Claim(
+                Outcome.REPLAY,
+                StoredResponse(stored["status"], stored["body"].encode(), stored["headers"]),
+            )
+        return Claim(Outcome.IN_FLIGHT)
+
+    async def complete(self, scope: str, key: str, print_: str, response: StoredResponse) -> None:
+        value = {
+            "state": "done",
+            "fp": print_,
+            "status": response.status,
+            "body": response.body.decode("utf-8", errors="replace"),
+            "headers": response.headers,
+        }
+        await self._redis.set(self._key(scope, key), orjson.dumps(value), ex=self._ttl_s)
+
+    async def abandon(self, scope: str, key: str) -> None:
+        """Forget a claim whose request failed, so that a retry can run."""
+        await self._redis.delete(self._key(scope, key))

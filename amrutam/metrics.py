@@ -1,0 +1,36 @@
+"""Prometheus metrics shared by every process of the platform.
+
+Works with several processes per pod: when ``PROMETHEUS_MULTIPROC_DIR`` is set before
+import, prometheus-client keeps values in files there and one scrape sums them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+    multiprocess,
+)
+
+REDIS_DEGRADED = Counter(
+    "amrutam_redis_degraded_total",
+    "Operations that went on without Redis because it could not be reached.",
+    ["component"],
+)
+CACHE_REQUESTS = Counter(
+    "amrutam_cache_requests_total", "Cache lookups by cache and result.", ["cache", "result"]
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format, summed over processes if needed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,73 @@
+"""Settings from the environment (prefix ``AMRUTAM_``).
+
+Every default works for the local stack; production must set the secrets, and a
+production process without a real JWT secret refuses to start.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMRUTAM_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Connections
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:54329/amrutam"
+    db_pool_size: int = Field(10, ge=1, le=200)
+    db_max_overflow: int = Field(10, ge=0, le=200)
+    db_pool_timeout: float = Field(5.0, gt=0)
+    db_statement_timeout_ms: int = Field(15_000, ge=0)
+    redis_url: str = "redis://127.0.0.1:63799/0"
+    redis_timeout: float = Field(0.5, gt=0, description="socket timeout for Redis calls, seconds")
+
+    # HTTP server
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(2, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    trusted_proxies: int = Field(0, ge=0, description="proxies whose X-Forwarded-For is trusted")
+
+    # Tokens
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_key_id: str = "k1"
+    jwt_issuer: str = "amrutam"
+    access_token_ttl_s: int = Field(900, ge=30)
+    refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    # Argon2id cost (RFC 9106 second recommended profile by default).
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65_536, ge=1024)
+
+    # Rate limits ("N/period" strings understood by the `limits` library)
+    rate_limit_anonymous: str = "300/minute"
+    rate_limit_user: str = "1200/minute"
+    rate_limit_login_ip: str = "20/minute"
+    rate_limit_login_account: str = "5/15 minutes"
+    idempotency_ttl_s: int = 24 * 3600
+    idempotency_lock_s: int = Field(60, ge=1, description="how long an in-flight key blocks")
+
+    # Logging
+    log_level: str = "INFO"
+    log_file: str | None = Field(None, description="also log to this file, rotated daily")
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
+            raise ValueError(
+                "AMRUTAM_JWT_SECRET must be set to a random value of 32+ characters in production"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

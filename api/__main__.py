@@ -1,0 +1,54 @@
+"""Serve the API: ``python -m api`` (host, port and workers from the settings).
+
+Sets up prometheus-client's multiprocess mode before anything imports it, so the
+metrics of every Sanic worker process are summed in one scrape.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _prepare_metrics_dir() -> None:
+    path = Path(
+        os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR",
+            str(Path(tempfile.gettempdir()) / f"amrutam-metrics-{os.getpid()}"),
+        )
+    )
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def main() -> None:
+    _prepare_metrics_dir()
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from amrutam.devservices import port_in_use
+    from amrutam.settings import get_settings
+    from api.app import create_app
+
+    settings = get_settings()
+    if port_in_use(settings.port, settings.host):
+        sys.exit(f"port {settings.port} on {settings.host} is already in use (AMRUTAM_PORT)")
+    loader = AppLoader(factory=create_app)
+    app = loader.load()
+    app.prepare(
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,
+        single_process=settings.workers == 1,
+        motd=False,
+    )
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+if __name__ == "__main__":
+    main()

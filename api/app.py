@@ -1,0 +1,80 @@
+"""The Sanic application factory: ``sanic api.app:create_app --factory``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+from prometheus_client import multiprocess
+from sanic import Sanic
+
+from amrutam.auth.service import AuthService
+from amrutam.db import Database, create_engine
+from amrutam.idempotency import IdempotencyStore
+from amrutam.logs import configure_logging
+from amrutam.ratelimit import RateLimiter
+from amrutam.redisconn import create_redis
+from amrutam.settings import Settings, get_settings
+from api import middleware
+from api.context import Policies, Services
+from api.problems import ProblemErrorHandler
+from api.routes import auth, ops
+
+
+def _dumps(obj: object) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_file)
+    app = Sanic("amrutam", dumps=_dumps, error_handler=ProblemErrorHandler())
+    app.config.update(
+        REQUEST_MAX_SIZE=settings.max_body_bytes,
+        PROXIES_COUNT=settings.trusted_proxies,
+        REAL_IP_HEADER=None,
+        FALLBACK_ERROR_FORMAT="json",
+        ACCESS_LOG=False,
+        KEEP_ALIVE_TIMEOUT=75,
+        OAS_URL_PREFIX="/docs",
+        OAS_UI_DEFAULT="swagger",
+        OAS_UI_REDOC=False,
+        CORS=False,
+        HEALTH=False,
+    )
+    app.ext.openapi.describe(
+        "Amrutam API",
+        version="1",
+        description="Telemedicine backend: accounts, doctors, slots, bookings, consultations.",
+    )
+    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
+
+    middleware.install(app)
+    app.blueprint(ops.bp)
+    app.blueprint(auth.bp)
+
+    @app.before_server_start
+    async def _connect(app: Sanic[Any, Any]) -> None:
+        engine = create_engine(settings, application_name="amrutam-api")
+        redis = create_redis(settings)
+        app.ctx.services = Services(
+            settings=settings,
+            db=Database(engine),
+            redis=redis,
+            limiter=RateLimiter(redis, settings.redis_url),
+            policies=Policies.from_settings(settings),
+            idempotency=IdempotencyStore(
+                redis, settings.idempotency_ttl_s, settings.idempotency_lock_s
+            ),
+            auth=AuthService(settings),
+        )
+
+    @app.after_server_stop
+    async def _disconnect(app: Sanic[Any, Any]) -> None:
+        await app.ctx.services.db.dispose()
+        await app.ctx.services.redis.aclose()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+    return app

@@ -1,0 +1,41 @@
+"""What each API worker process holds: connections and services, built at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from amrutam.auth.service import AuthService
+from amrutam.db import Database
+from amrutam.idempotency import IdempotencyStore
+from amrutam.ratelimit import Policy, RateLimiter
+from amrutam.settings import Settings
+
+
+@dataclass
+class Policies:
+    anonymous: Policy
+    user: Policy
+    login_ip: Policy
+    login_account: Policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policies:
+        return cls(
+            anonymous=Policy.parse("anonymous", settings.rate_limit_anonymous),
+            user=Policy.parse("user", settings.rate_limit_user),
+            login_ip=Policy.parse("login-ip", settings.rate_limit_login_ip),
+            login_account=Policy.parse("login-account", settings.rate_limit_login_account),
+        )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    redis: Redis
+    limiter: RateLimiter
+    policies: Policies
+    idempotency: IdempotencyStore
+    auth: AuthService

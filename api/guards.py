@@ -1,0 +1,41 @@
+"""Authentication and role guards for route handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from sanic import HTTPResponse, Request
+
+from amrutam.auth.tokens import Principal
+from amrutam.errors import AuthenticationFailed, PermissionDenied
+
+P = ParamSpec("P")
+R = TypeVar("R", bound=HTTPResponse)
+
+Handler = Callable[..., Awaitable[HTTPResponse]]
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated caller; 401 when the request carries no valid token."""
+    found: Principal | None = getattr(request.ctx, "principal", None)
+    if found is None:
+        raise AuthenticationFailed("a valid bearer token is required")
+    return found
+
+
+def require(*roles: str) -> Callable[[Handler], Handler]:
+    """Only authenticated callers, and only in one of ``roles`` when any are given."""
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def guarded(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+            who = principal(request)
+            if roles and who.role not in roles:
+                raise PermissionDenied(f"this action needs the role {' or '.join(roles)}")
+            return await handler(request, *args, **kwargs)
+
+        return guarded
+
+    return decorate

@@ -1,0 +1,18 @@
+"""HTTP metrics: request count and latency by route template and status, in-flight."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "amrutam_http_requests_total", "HTTP requests served.", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "amrutam_http_request_duration_seconds",
+    "HTTP request latency.",
+    ["method", "route", "status"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0),
+)
+IN_FLIGHT = Gauge(
+    "amrutam_http_requests_in_flight", "HTTP requests being served.", multiprocess_mode="livesum"
+)

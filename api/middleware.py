@@ -1,0 +1,194 @@
+"""What every request passes through, in this order:
+
+request id and log context → authentication → rate limit → idempotency → handler,
+then on the way out: idempotency record → rate-limit headers → request id → metrics
+and the access log.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from sanic import HTTPResponse, Request, Sanic
+
+from amrutam.errors import AuthenticationFailed, Busy, Conflict, InvalidInput
+from amrutam.idempotency import Outcome, StoredResponse, fingerprint
+from amrutam.logs import get_logger
+from amrutam.metrics import REDIS_DEGRADED
+from amrutam.ratelimit import Decision
+from api.context import Services
+from api.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from api.problems import BadRequest
+
+log = get_logger("api.access")
+
+UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+_REPLAYED_HEADERS = ("content-type", "location")
+
+
+def services(request: Request) -> Services:
+    return request.app.ctx.services  # type: ignore[no-any-return]
+
+
+def install(app: Sanic[Any, Any]) -> None:
+    app.on_request(_before, priority=100)
+    app.on_response(_after, priority=100)  # type: ignore[no-untyped-call]
+
+
+async def _before(request: Request) -> HTTPResponse | None:
+    ctx = request.ctx
+    ctx.started = time.perf_counter()
+    incoming = request.headers.get("x-request-id", "")
+    ctx.request_id = incoming[:128] if _VISIBLE_ASCII.match(incoming) else uuid.uuid4().hex
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
+    IN_FLIGHT.inc()
+    ctx.in_flight = True
+
+    _authenticate(request)
+    if request.path not in UNLIMITED_PATHS:
+        await _rate_limit(request)
+    return await _idempotency_claim(request)
+
+
+def _authenticate(request: Request) -> None:
+    request.ctx.principal = None
+    header = request.headers.get("authorization")
+    if header is None:
+        return
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("use the Authorization: Bearer <access token> header")
+    principal = services(request).auth.access_tokens.verify(token.strip())
+    request.ctx.principal = principal
+    structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
+
+
+async def _rate_limit(request: Request) -> None:
+    svc = services(request)
+    principal = request.ctx.principal
+    if principal is not None:
+        decision = await svc.limiter.hit(svc.policies.user, str(principal.user_id))
+    else:
+        decision = await svc.limiter.hit(svc.policies.anonymous, request.client_ip)
+    note_rate_limit(request, decision)
+    if not decision.allowed:
+        raise Busy("rate limit exceeded; slow down", retry_after=decision.reset_in)
+
+
+def note_rate_limit(request: Request, decision: Decision) -> None:
+    """Report the tightest limit seen for this request in its response headers."""
+    current: Decision | None = getattr(request.ctx, "rate", None)
+    if current is None or not decision.allowed or decision.remaining < current.remaining:
+        request.ctx.rate = decision
+
+
+def _caller_scope(request: Request) -> str:
+    principal = request.ctx.principal
+    return f"user:{principal.user_id}" if principal else f"ip:{request.client_ip}"
+
+
+async def _idempotency_claim(request: Request) -> HTTPResponse | None:
+    request.ctx.idempotency = None
+    if request.method not in ("POST", "PUT", "PATCH") or request.route is None:
+        return None
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        if getattr(request.route.ctx, "idempotency", None) == "required":
+            raise BadRequest("this request needs an Idempotency-Key header")
+        return None
+    if not _VISIBLE_ASCII.match(key):
+        raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
+    scope, print_ = _caller_scope(request), fingerprint(request.method, request.path, request.body)
+    store = services(request).idempotency
+    try:
+        claim = await store.claim(scope, key, print_)
+    except RedisError as exc:
+        # Without Redis there is no replay; the database constraints still prevent
+        # duplicates that matter (a slot booked twice), so serve rather than fail.
+        REDIS_DEGRADED.labels("idempotency").inc()
+        log.warning("idempotency.redis_unavailable", error=str(exc))
+        return None
+    if claim.outcome is Outcome.STARTED:
+        request.ctx.idempotency = (scope, key, print_)
+        return None
+    if claim.outcome is Outcome.IN_FLIGHT:
+        raise Conflict("a request with this Idempotency-Key is still being processed")
+    if claim.outcome is Outcome.MISMATCH:
+        raise InvalidInput("this Idempotency-Key was already used for a different request")
+    assert claim.response is not None
+    return HTTPResponse(
+        claim.response.body,
+        status=claim.response.status,
+        headers={**claim.response.headers, "Idempotent-Replayed": "true"},
+    )
+
+
+async def _idempotency_record(request: Request, response: HTTPResponse) -> None:
+    claimed = getattr(request.ctx, "idempotency", None)
+    if claimed is None:
+        return
+    scope, key, print_ = claimed
+    store = services(request).idempotency
+    try:
+        # Server errors and throttling are not results: let the client retry them.
+        if response.status >= 500 or response.status == 429:
+            await store.abandon(scope, key)
+        else:
+            headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
+            if response.content_type and "content-type" not in headers:
+                headers["content-type"] = response.content_type
+            await store.complete(
+                scope, key, print_, StoredResponse(response.status, response.body or b"", headers)
+            )
+    except RedisError as exc:
+        REDIS_DEGRADED.labels("idempotency").inc()
+        log.warning("idempotency.record_failed", error=str(exc))
+
+
+def _rate_limit_headers(request: Request, response: HTTPResponse) -> None:
+    decision: Decision | None = getattr(request.ctx, "rate", None)
+    if decision is None:
+        return
+    name = decision.policy.name
+    response.headers["RateLimit-Policy"] = (
+        f'"{name}";q={decision.limit};w={decision.policy.window_s}'
+    )
+    response.headers["RateLimit"] = f'"{name}";r={decision.remaining};t={decision.reset_in}'
+    if not decision.allowed:
+        response.headers.setdefault("Retry-After", str(decision.reset_in))
+
+
+async def _after(request: Request, response: HTTPResponse) -> None:
+    ctx = request.ctx
+    await _idempotency_record(request, response)
+    _rate_limit_headers(request, response)
+    request_id = getattr(ctx, "request_id", None) or uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+
+    route = "/" + request.route.path if request.route else "<unmatched>"
+    started = getattr(ctx, "started", None)
+    elapsed = time.perf_counter() - started if started is not None else 0.0
+    status = str(response.status)
+    REQUESTS.labels(request.method, route, status).inc()
+    LATENCY.labels(request.method, route, status).observe(elapsed)
+    if getattr(ctx, "in_flight", False):
+        IN_FLIGHT.dec()
+        ctx.in_flight = False
+    principal = getattr(ctx, "principal", None)
+    log.info(
+        "request",
+        method=request.method,
+        route=route,
+        path=request.path,
+        status=response.status,
+        latency_ms=round(elapsed * 1000, 2),
+        user_id=str(principal.user_id) if principal else None,
+        client_ip=request.client_ip,
+    )

@@ -1,0 +1,128 @@
+"""RFC 9457 problem+json for every error, whatever raised it."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+import redis.exceptions
+import sqlalchemy.exc
+from sanic import HTTPResponse, Request
+from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
+
+from amrutam import errors
+from amrutam.logs import get_logger
+
+log = get_logger("api.errors")
+
+PROBLEM_TYPE_BASE = "https://amrutam.io/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+_DOMAIN_STATUS: list[tuple[type[errors.AmrutamError], int]] = [
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.AuthenticationFailed, 401),
+    (errors.PermissionDenied, 403),
+    (errors.InvalidInput, 422),
+    (errors.Busy, 429),
+    (errors.Unavailable, 503),
+]
+
+
+class BadRequest(errors.AmrutamError):
+    """The request itself is malformed (bad JSON, a missing required header)."""
+
+    title = "Bad request"
+
+
+_DOMAIN_STATUS.append((BadRequest, 400))
+
+
+def _slug(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+    except ValueError:
+        return "error"
+
+
+def problem(
+    request: Request | None,
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    field_errors: list[errors.FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> HTTPResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + _slug(status),
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": request.path if request is not None else None,
+        "request_id": getattr(request.ctx, "request_id", None) if request is not None else None,
+    }
+    if field_errors is not None:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in field_errors]
+    body.update(extra or {})
+    return HTTPResponse(
+        orjson.dumps(body), status=status, headers=headers, content_type=CONTENT_TYPE
+    )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError
+        | sqlalchemy.exc.TimeoutError
+        | ConnectionError
+        | TimeoutError,
+    )
+
+
+def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, errors.AmrutamError):
+        status = next(code for kind, code in _DOMAIN_STATUS if isinstance(exc, kind))
+        headers: dict[str, str] = {}
+        if isinstance(exc, errors.Busy):
+            headers["Retry-After"] = str(exc.retry_after)
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="amrutam"'
+        field_errors = exc.errors if isinstance(exc, errors.InvalidInput) else None
+        return problem(
+            request,
+            status,
+            exc.detail,
+            title=exc.title,
+            field_errors=field_errors,
+            headers=headers,
+        )
+    if isinstance(exc, SanicException) and exc.status_code < 500:
+        status = exc.status_code
+        detail = str(exc) or HTTPStatus(status).phrase
+        if status == 400 and "json" in detail.lower():
+            detail = "the request body is not valid JSON"
+        return problem(request, status, detail, headers=dict(exc.headers or {}))
+    if _is_unavailable(exc):
+        log.warning("request.dependency_unavailable", error=repr(exc))
+        return problem(
+            request,
+            503,
+            "a backing service is temporarily unavailable; retry shortly",
+            headers={"Retry-After": "2"},
+        )
+    log.error("request.unhandled_error", exc_info=exc)
+    return problem(request, 500, "an unexpected error occurred; it has been logged")
+
+
+class ProblemErrorHandler(ErrorHandler):
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        return response_for(request, exception)

@@ -1,0 +1,133 @@
+"""Real PostgreSQL, Redis and API server processes for the whole test session."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from amrutam.devservices import PostgresServer, RedisServer, free_port
+from amrutam.migrate import upgrade
+from tests.servers import ApiServer
+
+TEST_JWT_SECRET = "test-secret-for-the-test-suite-only-0123456789abcdef"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="amrutam-tests-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(workdir: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(
+        workdir / "pg",
+        free_port(),
+        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+                  "max_connections": "300"},
+    )
+    server.start()
+    yield server
+    server.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir / "redis", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres: PostgresServer) -> str:
+    postgres.create_database("amrutam_test")
+    url = postgres.url("amrutam_test")
+    upgrade(url)
+    return url
+
+
+def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "AMRUTAM_ENVIRONMENT": "test",
+        "AMRUTAM_DATABASE_URL": database_url,
+        "AMRUTAM_REDIS_URL": redis_url,
+        "AMRUTAM_JWT_SECRET": TEST_JWT_SECRET,
+        "AMRUTAM_ARGON2_TIME_COST": "1",
+        "AMRUTAM_ARGON2_MEMORY_KIB": "8192",
+        "AMRUTAM_TRUSTED_PROXIES": "1",
+        "AMRUTAM_RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_USER": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_IP": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_ACCOUNT": "10/minute",
+        "AMRUTAM_MAX_BODY_BYTES": "65536",
+        "AMRUTAM_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"AMRUTAM_{key.upper()}": value for key, value in overrides.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
+    server = ApiServer(api_env(database_url, redis_server.url())).start()
+    yield server
+    server.stop()
+
+
+def random_ip() -> str:
+    return str(ipaddress.IPv4Address(random.randint(0x0B000001, 0xDEFFFFFE)))
+
+
+@pytest.fixture
+async def client(api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    """A client that looks like one distinct address (behind the trusted proxy)."""
+    async with httpx.AsyncClient(
+        base_url=api.url, headers={"X-Forwarded-For": random_ip()}, timeout=30
+    ) as http:
+        yield http
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def register(
+    http: httpx.AsyncClient, role: str = "patient", email: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "email": email or unique_email(role),
+        "password": PASSWORD,
+        "full_name": f"Test {role.title()}",
+        "role": role,
+        **extra,
+    }
+    response = await http.post("/v1/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
