@@ -83,7 +83,7 @@ class RateLimiter:
     async def clear(self, policy: Policy, *ids: str) -> None:
         for limiter in (self._local, self._shared):
             try:
-                await limiter.clear(policy.item, *ids)
+                await limiter.clear(policy.item, policy.name, *ids)
             except StorageError as exc:
                 self._mark_down(exc)
 

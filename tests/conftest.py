@@ -35,8 +35,12 @@ def postgres(workdir: Path) -> Iterator[PostgresServer]:
     server = PostgresServer(
         workdir / "pg",
         free_port(),
-        settings={"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-                  "max_connections": "300"},
+        settings={
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "300",
+        },
     )
     server.start()
     yield server
@@ -131,3 +135,37 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+@pytest.fixture(scope="session")
+def strict_api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
+    """A server with tiny limits, for the rate-limit tests."""
+    env = api_env(
+        database_url,
+        redis_server.url(),
+        rate_limit_anonymous="20/4 seconds",
+        rate_limit_user="5/minute",
+        rate_limit_login_ip="6/minute",
+        rate_limit_login_account="3/minute",
+    )
+    server = ApiServer(env).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def strict_client(strict_api: ApiServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        base_url=strict_api.url, headers={"X-Forwarded-For": random_ip()}, timeout=30
+    ) as http:
+        yield http
+
+
+@pytest.fixture
+def strict_api_url(strict_api: ApiServer) -> str:
+    return strict_api.url
+
+
+@pytest.fixture
+def api_url(api: ApiServer) -> str:
+    return api.url

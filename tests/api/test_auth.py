@@ -32,7 +32,8 @@ async def test_register_returns_user_and_tokens(client: httpx.AsyncClient) -> No
     assert data["expires_in"] == 900
     assert "password_hash" not in data["user"]
     claims = jwt.decode(data["access_token"], TEST_JWT_SECRET, algorithms=["HS256"])
-    assert claims["role"] == "doctor" and claims["sub"] == data["user"]["id"]
+    assert claims["role"] == "doctor"
+    assert claims["sub"] == data["user"]["id"]
     assert jwt.get_unverified_header(data["access_token"])["kid"] == "k1"
 
 
@@ -114,7 +115,9 @@ async def test_expired_refresh_token_is_401(client: httpx.AsyncClient, database_
         )
     finally:
         await conn.close()
-    response = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    response = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
     body = assert_problem(response, 401)
     assert "expired" in body["detail"]
 
@@ -123,7 +126,9 @@ async def test_logout_revokes_the_refresh_family(client: httpx.AsyncClient) -> N
     tokens = await register(client)
     out = await client.post("/v1/auth/logout", headers=bearer(tokens))
     assert out.status_code == 204
-    response = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    response = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
     assert_problem(response, 401)
 
 
@@ -140,7 +145,9 @@ async def test_me_rejects_missing_malformed_forged_and_expired_tokens(
     assert_problem(await client.get("/v1/auth/me", headers={"Authorization": "Bearer"}), 401)
     claims = jwt.decode(tokens["access_token"], TEST_JWT_SECRET, algorithms=["HS256"])
     forged = jwt.encode(claims, "another-secret-" * 4, algorithm="HS256", headers={"kid": "k1"})
-    assert_problem(await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}), 401)
+    assert_problem(
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {forged}"}), 401
+    )
     expired_claims = {**claims, "iat": int(time.time()) - 1000, "exp": int(time.time()) - 10}
     expired = jwt.encode(expired_claims, TEST_JWT_SECRET, algorithm="HS256", headers={"kid": "k1"})
     body = assert_problem(
@@ -148,7 +155,9 @@ async def test_me_rejects_missing_malformed_forged_and_expired_tokens(
     )
     assert "expired" in body["detail"]
     none_alg = jwt.encode(claims, key=None, algorithm="none", headers={"kid": "k1"})  # type: ignore[arg-type]
-    assert_problem(await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {none_alg}"}), 401)
+    assert_problem(
+        await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {none_alg}"}), 401
+    )
 
 
 async def test_deactivated_user_cannot_log_in_or_refresh(
@@ -161,7 +170,9 @@ async def test_deactivated_user_cannot_log_in_or_refresh(
         await conn.execute("UPDATE users SET is_active = false WHERE email = $1", email)
     finally:
         await conn.close()
-    assert_problem(await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}), 401)
+    assert_problem(
+        await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}), 401
+    )
     assert_problem(
         await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401
     )

@@ -1,0 +1,116 @@
+"""Rate limits in Redis: headers, 429 with Retry-After, reset, and the login throttle."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+
+from tests.conftest import PASSWORD, assert_problem, bearer, random_ip, register, unique_email
+
+_RATELIMIT = re.compile(r'^"(?P<name>[a-z-]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
+
+
+def _remaining(response: httpx.Response) -> int:
+    match = _RATELIMIT.match(response.headers["ratelimit"])
+    assert match, response.headers["ratelimit"]
+    return int(match["r"])
+
+
+async def test_anonymous_limit_headers_429_and_reset(strict_client: httpx.AsyncClient) -> None:
+    seen = [await strict_client.get("/openapi.json") for _ in range(20)]
+    assert [r.status_code for r in seen] == [200] * 20
+    assert seen[0].headers["ratelimit-policy"] == '"anonymous";q=20;w=4'
+    assert [_remaining(r) for r in seen] == list(range(19, -1, -1))
+
+    limited = await strict_client.get("/openapi.json")
+    assert_problem(limited, 429)
+    retry_after = int(limited.headers["retry-after"])
+    assert 1 <= retry_after <= 4
+    assert _remaining(limited) == 0
+
+    await asyncio.sleep(retry_after + 0.2)
+    after_reset = await strict_client.get("/openapi.json")
+    assert after_reset.status_code == 200
+    assert _remaining(after_reset) == 19
+
+
+async def test_limits_are_per_address(strict_api_url: str) -> None:
+    async with (
+        httpx.AsyncClient(base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}) as a,
+        httpx.AsyncClient(base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}) as b,
+    ):
+        for _ in range(20):
+            await a.get("/livez")
+            await a.get("/openapi.json")
+        assert (await a.get("/openapi.json")).status_code == 429
+        assert (await b.get("/openapi.json")).status_code == 200
+
+
+async def test_authenticated_requests_are_limited_per_user(
+    strict_client: httpx.AsyncClient, strict_api_url: str
+) -> None:
+    tokens = await register(strict_client)
+    statuses = []
+    # The same user from ever-changing addresses: the per-user limit still holds.
+    for _ in range(6):
+        async with httpx.AsyncClient(
+            base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}
+        ) as http:
+            response = await http.get("/v1/auth/me", headers=bearer(tokens))
+            statuses.append(response.status_code)
+            policy = response.headers["ratelimit-policy"]
+    assert statuses == [200] * 5 + [429]
+    assert policy == '"user";q=5;w=60'
+
+
+async def test_failed_logins_throttle_the_account_even_with_the_right_password(
+    strict_api_url: str, strict_client: httpx.AsyncClient
+) -> None:
+    email = unique_email()
+    await register(strict_client, email=email)
+    for _ in range(3):  # each guess from a different address
+        async with httpx.AsyncClient(
+            base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}
+        ) as http:
+            wrong = await http.post("/v1/auth/login", json={"email": email, "password": "nope" * 3})
+            assert wrong.status_code == 401
+    async with httpx.AsyncClient(
+        base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}
+    ) as http:
+        locked = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    body = assert_problem(locked, 429)
+    assert "login" in body["detail"]
+    assert locked.headers["ratelimit-policy"].startswith('"login-account"')
+    assert int(locked.headers["retry-after"]) >= 1
+
+
+async def test_successful_login_clears_the_failure_count(strict_client: httpx.AsyncClient) -> None:
+    email = unique_email()
+    await register(strict_client, email=email)
+    for _ in range(2):
+        await strict_client.post("/v1/auth/login", json={"email": email, "password": "nope" * 3})
+    ok = await strict_client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert ok.status_code == 200
+    for _ in range(2):
+        await strict_client.post("/v1/auth/login", json={"email": email, "password": "nope" * 3})
+    again = await strict_client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert again.status_code == 200, (again.text, again.headers)
+
+
+async def test_login_attempts_are_limited_per_address(strict_client: httpx.AsyncClient) -> None:
+    statuses = [
+        (
+            await strict_client.post(
+                "/v1/auth/login", json={"email": unique_email(), "password": "whatever-123"}
+            )
+        ).status_code
+        for _ in range(7)
+    ]
+    assert statuses == [401] * 6 + [429]
+
+
+async def test_health_endpoints_are_not_limited(strict_client: httpx.AsyncClient) -> None:
+    statuses = {(await strict_client.get("/livez")).status_code for _ in range(12)}
+    assert statuses == {200}

@@ -1,0 +1,86 @@
+"""Settings safety and the admin command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from amrutam.settings import Settings
+from tests.conftest import assert_problem, bearer, unique_email
+from tests.servers import ApiServer
+
+
+def test_production_refuses_the_development_jwt_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMRUTAM_ENVIRONMENT", "production")
+    monkeypatch.delenv("AMRUTAM_JWT_SECRET", raising=False)
+    with pytest.raises(ValidationError, match="AMRUTAM_JWT_SECRET"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AMRUTAM_JWT_SECRET", "short")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AMRUTAM_JWT_SECRET", "x" * 48)
+    assert Settings(_env_file=None).environment == "production"  # type: ignore[call-arg]
+
+
+def _amrutam(
+    database_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AMRUTAM_DATABASE_URL": database_url,
+        "AMRUTAM_ARGON2_TIME_COST": "1",
+        "AMRUTAM_ARGON2_MEMORY_KIB": "8192",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "amrutam.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_create_admin_prompts_for_the_password_and_the_admin_can_log_in(
+    database_url: str, api: ApiServer
+) -> None:
+    email = unique_email("admin")
+    password = "admin-password-42"
+    made = _amrutam(
+        database_url, "create-admin", "--email", email, stdin=f"{password}\n{password}\n"
+    )
+    assert made.returncode == 0, made.stderr
+    again = _amrutam(database_url, "create-admin", "--email", email, "--password", password)
+    assert again.returncode != 0
+    assert "already exists" in again.stderr
+    short = _amrutam(database_url, "create-admin", "--email", unique_email(), "--password", "short")
+    assert short.returncode != 0
+
+    async with httpx.AsyncClient(base_url=api.url, headers={"X-Forwarded-For": "10.3.3.3"}) as http:
+        login = await http.post("/v1/auth/login", json={"email": email, "password": password})
+        assert login.status_code == 200
+        assert login.json()["user"]["role"] == "admin"
+        me = await http.get("/v1/auth/me", headers=bearer(login.json()))
+        assert me.json()["role"] == "admin"
+        refused = await http.post(
+            "/v1/auth/register",
+            json={"email": unique_email(), "password": password, "full_name": "A", "role": "admin"},
+        )
+        assert_problem(refused, 422)
+
+
+def test_seed_is_idempotent(database_url: str) -> None:
+    first = _amrutam(database_url, "seed")
+    second = _amrutam(database_url, "seed")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "patient@amrutam.example" in second.stdout
+
+
+def test_migrate_is_idempotent(database_url: str) -> None:
+    result = _amrutam(database_url, "migrate")
+    assert result.returncode == 0, result.stderr
