@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -51,6 +52,13 @@ class Database:
         """A session whose work commits on success and rolls back on any error."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """The pool's raw asyncpg connection, for hot paths where ORM overhead costs."""
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -156,7 +156,7 @@ class PostgresServer:
     def create_database(self, name: str) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
             raise ServiceError(f"unsafe database name {name!r}")
-        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")  # noqa: S608
+        exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
         if not exists:
             self.psql(f'CREATE DATABASE "{name}"')
 

@@ -25,6 +25,7 @@ REDIS_DEGRADED = Counter(
 CACHE_REQUESTS = Counter(
     "amrutam_cache_requests_total", "Cache lookups by cache and result.", ["cache", "result"]
 )
+LOCK_EVENTS = Counter("amrutam_slot_lock_total", "Slot lock outcomes.", ["outcome"])
 
 
 def exposition() -> tuple[bytes, str]:

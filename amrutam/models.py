@@ -3,7 +3,9 @@
 from sqlmodel import SQLModel
 
 from amrutam.auth.models import RefreshToken, User
+from amrutam.doctors.models import Doctor
+from amrutam.scheduling.models import Appointment, Slot
 
 metadata = SQLModel.metadata
 
-__all__ = ["RefreshToken", "User", "metadata"]
+__all__ = ["Appointment", "Doctor", "RefreshToken", "Slot", "User", "metadata"]

@@ -10,16 +10,19 @@ from prometheus_client import multiprocess
 from sanic import Sanic
 
 from amrutam.auth.service import AuthService
+from amrutam.cache import Cache
 from amrutam.db import Database, create_engine
+from amrutam.doctors.service import DoctorDirectory
 from amrutam.idempotency import IdempotencyStore
 from amrutam.logs import configure_logging
 from amrutam.ratelimit import RateLimiter
 from amrutam.redisconn import create_redis
+from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings, get_settings
 from api import middleware
 from api.context import Policies, Services
 from api.problems import ProblemErrorHandler
-from api.routes import auth, ops
+from api.routes import appointments, auth, doctors, ops
 
 
 def _dumps(obj: object) -> str:
@@ -53,14 +56,17 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     middleware.install(app)
     app.blueprint(ops.bp)
     app.blueprint(auth.bp)
+    app.blueprint(doctors.bp)
+    app.blueprint(appointments.bp)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:
         engine = create_engine(settings, application_name="amrutam-api")
         redis = create_redis(settings)
+        db, cache = Database(engine), Cache(redis)
         app.ctx.services = Services(
             settings=settings,
-            db=Database(engine),
+            db=db,
             redis=redis,
             limiter=RateLimiter(redis, settings.redis_url),
             policies=Policies.from_settings(settings),
@@ -68,6 +74,9 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 redis, settings.idempotency_ttl_s, settings.idempotency_lock_s
             ),
             auth=AuthService(settings),
+            cache=cache,
+            doctors=DoctorDirectory(db, cache),
+            scheduling=Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
         )
 
     @app.after_server_stop

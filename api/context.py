@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from amrutam.auth.service import AuthService
+from amrutam.cache import Cache
 from amrutam.db import Database
+from amrutam.doctors.service import DoctorDirectory
 from amrutam.idempotency import IdempotencyStore
 from amrutam.ratelimit import Policy, RateLimiter
+from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
 
 
@@ -39,3 +42,6 @@ class Services:
     policies: Policies
     idempotency: IdempotencyStore
     auth: AuthService
+    cache: Cache
+    doctors: DoctorDirectory
+    scheduling: Scheduling

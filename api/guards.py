@@ -15,6 +15,7 @@ P = ParamSpec("P")
 R = TypeVar("R", bound=HTTPResponse)
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
+BEARER: dict[str, list[str]] = {"bearer": []}  # OpenAPI security requirement
 
 
 def principal(request: Request) -> Principal:

@@ -130,10 +130,12 @@ async def _idempotency_claim(request: Request) -> HTTPResponse | None:
     )
 
 
-async def _idempotency_record(request: Request, response: HTTPResponse) -> None:
+async def record_idempotency(request: Request, response: HTTPResponse) -> None:
+    """Store the response under the request's Idempotency-Key (once)."""
     claimed = getattr(request.ctx, "idempotency", None)
     if claimed is None:
         return
+    request.ctx.idempotency = None
     scope, key, print_ = claimed
     store = services(request).idempotency
     try:
@@ -167,7 +169,7 @@ def _rate_limit_headers(request: Request, response: HTTPResponse) -> None:
 
 async def _after(request: Request, response: HTTPResponse) -> None:
     ctx = request.ctx
-    await _idempotency_record(request, response)
+    await record_idempotency(request, response)
     _rate_limit_headers(request, response)
     request_id = getattr(ctx, "request_id", None) or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id

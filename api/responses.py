@@ -14,3 +14,8 @@ def json_response(
 ) -> HTTPResponse:
     body = data.model_dump_json() if isinstance(data, BaseModel) else orjson.dumps(data)
     return HTTPResponse(body, status=status, headers=headers, content_type="application/json")
+
+
+def raw_json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    """A body that is already JSON (from the cache or the database layer)."""
+    return HTTPResponse(body, status=status, headers=headers, content_type="application/json")

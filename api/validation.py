@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -21,13 +21,20 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
     ]
 
 
-def parse_body(request: Request, model: type[M]) -> M:
+def json_body(request: Request) -> Any:
     if not request.body:
         raise BadRequest("a JSON body is required")
     try:
-        data = orjson.loads(request.body)
+        return orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest("the request body is not valid JSON") from exc
+
+
+def parse_body(request: Request, model: type[M]) -> M:
+    return validate(model, json_body(request))
+
+
+def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,131 @@
+"""Read-through cache in Redis with explicit invalidation and stampede protection.
+
+Keys may carry generation counters: bumping a counter makes every key built on it
+unreachable at once, which is how "a change is visible immediately" is done for
+search results without finding and deleting each cached page. Reading the counters
+and the value is one round trip (a Lua script). On a miss one caller per key
+recomputes (a short Redis lock, plus single flight inside the process); the others
+wait briefly for its result. When Redis is down every read goes to the source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from amrutam.logs import get_logger
+from amrutam.metrics import CACHE_REQUESTS, REDIS_DEGRADED
+
+log = get_logger(__name__)
+
+_GENERATIONAL_GET = """
+local parts = {ARGV[1]}
+for i, key in ipairs(KEYS) do parts[#parts + 1] = redis.call('GET', key) or '0' end
+local full = table.concat(parts, ':')
+return {full, redis.call('GET', full)}
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RECOMPUTE_LOCK_MS = 5000
+_WAIT_FOR_OTHER_S = 1.0
+_POLL_S = 0.01
+
+Compute = Callable[[], Awaitable[bytes]]
+
+
+class Cache:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._generational_get = redis.register_script(_GENERATIONAL_GET)
+        self._release = redis.register_script(_RELEASE)
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+
+    async def fetch(
+        self,
+        name: str,
+        key: str,
+        ttl_s: int,
+        compute: Compute,
+        generations: Sequence[str] = (),
+    ) -> bytes:
+        try:
+            if generations:
+                full_key, value = await self._generational_get(keys=list(generations), args=[key])
+                full_key = full_key.decode()
+            else:
+                full_key, value = key, await self._redis.get(key)
+        except RedisError as exc:
+            self._degraded(exc)
+            return await compute()
+        if value is not None:
+            CACHE_REQUESTS.labels(name, "hit").inc()
+            return bytes(value)
+        CACHE_REQUESTS.labels(name, "miss").inc()
+        return await self._single_flight(full_key, ttl_s, compute)
+
+    async def _single_flight(self, key: str, ttl_s: int, compute: Compute) -> bytes:
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await self._fill(key, ttl_s, compute)
+            future.set_result(value)
+            return value
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _fill(self, key: str, ttl_s: int, compute: Compute) -> bytes:
+        lock_key, token = f"lock:cache:{key}", secrets.token_hex(8)
+        try:
+            owner = bool(await self._redis.set(lock_key, token, nx=True, px=_RECOMPUTE_LOCK_MS))
+            if not owner:
+                waited = 0.0
+                while waited < _WAIT_FOR_OTHER_S:
+                    await asyncio.sleep(_POLL_S)
+                    waited += _POLL_S
+                    value = await self._redis.get(key)
+                    if value is not None:
+                        return bytes(value)
+        except RedisError as exc:
+            self._degraded(exc)
+            return await compute()
+        value = await compute()
+        try:
+            await self._redis.set(key, value, ex=ttl_s)
+            if owner:
+                await self._release(keys=[lock_key], args=[token])
+        except RedisError as exc:
+            self._degraded(exc)
+        return value
+
+    async def invalidate(self, delete: Sequence[str] = (), bump: Sequence[str] = ()) -> None:
+        """Delete keys and bump generation counters; a failure is logged, not raised."""
+        if not delete and not bump:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if delete:
+                    pipe.delete(*delete)
+                for counter in bump:
+                    pipe.incr(counter)
+                await pipe.execute()
+        except RedisError as exc:
+            # Entries then live until their TTL; the database stays the truth.
+            self._degraded(exc)
+
+    @staticmethod
+    def _degraded(exc: Exception) -> None:
+        REDIS_DEGRADED.labels("cache").inc()
+        log.warning("cache.redis_unavailable", error=str(exc))

@@ -1,0 +1,179 @@
+"""Doctor profiles and search, cached in Redis with explicit invalidation.
+
+Reads are hot, so they run as plain SQL on the pool's asyncpg connection and are
+serialised once, straight to the JSON bytes that are cached and served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+from amrutam.cache import Cache
+from amrutam.db import Database
+from amrutam.doctors.schemas import ProfileIn, SearchQuery
+from amrutam.errors import NotFound, PermissionDenied
+from amrutam.jsonutil import dumps
+from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+
+PROFILE_TTL_S = 3600
+SEARCH_TTL_S = 300
+DOCTORS_GENERATION = "gen:doctors"
+
+_PROFILE_COLUMNS = """
+    user_id AS id, display_name AS full_name, specialty, languages, consultation_fee,
+    currency, experience_years, rating::float8 AS rating, rating_count, city, timezone, bio,
+    updated_at
+"""
+_SORT_COLUMNS = {"fee": "consultation_fee", "rating": "rating", "experience": "experience_years"}
+
+
+def profile_key(doctor_id: uuid.UUID | str) -> str:
+    return f"doctor:{doctor_id}"
+
+
+def availability_generation(day: date) -> str:
+    """Bumped when any slot on this (doctor-local) date opens or closes."""
+    return f"gen:avail:{day.isoformat()}"
+
+
+class DoctorDirectory:
+    def __init__(self, db: Database, cache: Cache) -> None:
+        self._db = db
+        self._cache = cache
+
+    async def upsert_profile(self, user_id: uuid.UUID, data: ProfileIn) -> bytes:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                f"""
+                INSERT INTO doctors AS d (user_id, display_name, specialty, languages,
+                    consultation_fee, currency, experience_years, city, timezone, bio)
+                SELECT u.id, u.full_name, $2, $3, $4, $5, $6, $7, $8, $9
+                FROM users u WHERE u.id = $1 AND u.role = 'doctor'
+                ON CONFLICT (user_id) DO UPDATE SET
+                    display_name = EXCLUDED.display_name, specialty = EXCLUDED.specialty,
+                    languages = EXCLUDED.languages,
+                    consultation_fee = EXCLUDED.consultation_fee,
+                    currency = EXCLUDED.currency, experience_years = EXCLUDED.experience_years,
+                    city = EXCLUDED.city, timezone = EXCLUDED.timezone, bio = EXCLUDED.bio,
+                    updated_at = now()
+                RETURNING {_PROFILE_COLUMNS}
+                """,
+                user_id,
+                data.specialty,
+                data.languages,
+                data.consultation_fee,
+                data.currency,
+                data.experience_years,
+                data.city,
+                data.timezone,
+                data.bio,
+            )
+        if row is None:
+            raise PermissionDenied("only doctors have a profile")
+        body = dumps(dict(row))
+        await self._cache.invalidate(delete=[profile_key(user_id)], bump=[DOCTORS_GENERATION])
+        return body
+
+    async def profile(self, doctor_id: uuid.UUID) -> bytes:
+        async def load() -> bytes:
+            async with self._db.connection() as conn:
+                row = await conn.fetchrow(
+                    f"SELECT {_PROFILE_COLUMNS} FROM doctors WHERE user_id = $1", doctor_id
+                )
+            if row is None:
+                raise NotFound("no such doctor")
+            return dumps(dict(row))
+
+        return await self._cache.fetch("profile", profile_key(doctor_id), PROFILE_TTL_S, load)
+
+    async def timezone_of(self, doctor_id: uuid.UUID) -> str | None:
+        async with self._db.connection() as conn:
+            tz: str | None = await conn.fetchval(
+                "SELECT timezone FROM doctors WHERE user_id = $1", doctor_id
+            )
+        return tz
+
+    async def search(self, query: SearchQuery) -> bytes:
+        generations = [DOCTORS_GENERATION]
+        if query.available_on is not None:
+            generations.append(availability_generation(query.available_on))
+        params = query.model_dump_json(exclude_none=True).encode()
+        key = "search:" + hashlib.sha256(params).hexdigest()[:32]
+        return await self._cache.fetch(
+            "search", key, SEARCH_TTL_S, lambda: self._search(query), generations
+        )
+
+    async def _search(self, query: SearchQuery) -> bytes:
+        sql, args = build_search(query)
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(sql, *args)
+        items = [dict(r) for r in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = rows[query.limit - 1]
+            column = query.sort.lstrip("-")
+            value = last["rating"] if column == "rating" else last[_result_field(column)]
+            next_cursor = encode_cursor([str(value), str(last["id"])])
+        return dumps({"items": items, "next_cursor": next_cursor})
+
+
+def _result_field(sort: str) -> str:
+    return {"fee": "consultation_fee", "experience": "experience_years"}.get(sort, sort)
+
+
+def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
+    """The search as one parameterised statement whose every filter an index serves."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where: list[str] = []
+    if query.specialty:
+        where.append(f"specialty = {arg(query.specialty)}")
+    if query.language:
+        where.append(f"languages @> ARRAY[{arg(query.language)}]::text[]")
+    if query.city:
+        where.append(f"lower(city) = lower({arg(query.city)})")
+    if query.min_fee is not None:
+        where.append(f"consultation_fee >= {arg(query.min_fee)}")
+    if query.max_fee is not None:
+        where.append(f"consultation_fee <= {arg(query.max_fee)}")
+    if query.min_rating is not None:
+        where.append(f"rating >= {arg(Decimal(str(query.min_rating)))}")
+    if query.q:
+        escaped = query.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(f"lower(display_name || ' ' || specialty) LIKE {arg('%' + escaped + '%')}")
+    if query.available_on is not None:
+        day, next_day = arg(query.available_on), arg(query.available_on + timedelta(days=1))
+        where.append(
+            f"""EXISTS (SELECT 1 FROM availability_slots s
+                WHERE s.doctor_id = doctors.user_id AND s.status = 'open'
+                  AND s.starts_at >= timezone(doctors.timezone, {day}::date::timestamp)
+                  AND s.starts_at < timezone(doctors.timezone, {next_day}::date::timestamp)
+                  AND s.starts_at > now())"""
+        )
+    descending = query.sort.startswith("-")
+    column = _SORT_COLUMNS[query.sort.lstrip("-")]
+    if query.cursor:
+        value, last_id = decode_cursor(query.cursor, 2)
+        try:
+            typed: Any = Decimal(value) if column == "rating" else int(value)
+            last_uuid = uuid.UUID(last_id)
+        except (ValueError, ArithmeticError) as exc:
+            raise invalid_cursor() from exc
+        where.append(
+            f"({column}, user_id) {'<' if descending else '>'} ({arg(typed)}, {arg(last_uuid)})"
+        )
+    direction = "DESC" if descending else "ASC"
+    sql = (
+        f"SELECT {_PROFILE_COLUMNS} FROM doctors"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {column} {direction}, user_id {direction} LIMIT {arg(query.limit + 1)}"
+    )
+    return sql, args

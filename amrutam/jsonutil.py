@@ -1,0 +1,16 @@
+"""One JSON encoder for everything served or cached."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+def _fallback(value: Any) -> str:
+    # asyncpg's own UUID class and Decimal: their text form is the JSON form.
+    return str(value)
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=_fallback)

@@ -1,0 +1,127 @@
+"""Slot and appointment shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from amrutam.doctors.schemas import valid_timezone
+from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+MAX_SLOTS_PER_REQUEST = 1000
+MIN_SLOT = timedelta(minutes=5)
+MAX_SLOT = timedelta(hours=8)
+MAX_RULE_DAYS = 92
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlotTimes(_Input):
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _duration(self) -> SlotTimes:
+        self.starts_at = self.starts_at.astimezone(UTC)
+        self.ends_at = self.ends_at.astimezone(UTC)
+        if not MIN_SLOT <= self.ends_at - self.starts_at <= MAX_SLOT:
+            raise ValueError("a slot lasts between 5 minutes and 8 hours")
+        return self
+
+
+class ExplicitSlots(_Input):
+    slots: list[SlotTimes] = Field(min_length=1, max_length=MAX_SLOTS_PER_REQUEST)
+
+
+class WeeklyRule(_Input):
+    from_date: date
+    to_date: date
+    weekdays: list[int] = Field(min_length=1, max_length=7, description="0 = Monday ... 6 = Sunday")
+    start_time: time
+    end_time: time
+    slot_minutes: int = Field(ge=5, le=480)
+    timezone: str = Field(max_length=64)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(not 0 <= day <= 6 for day in value):
+            raise ValueError("weekdays are 0 (Monday) to 6 (Sunday)")
+        return sorted(set(value))
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return valid_timezone(value)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> WeeklyRule:
+        if self.to_date < self.from_date:
+            raise ValueError("to_date is before from_date")
+        if (self.to_date - self.from_date).days >= MAX_RULE_DAYS:
+            raise ValueError(f"a rule covers at most {MAX_RULE_DAYS} days")
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        if self.start_time.tzinfo is not None or self.end_time.tzinfo is not None:
+            raise ValueError("start_time and end_time are local times, without an offset")
+        return self
+
+
+class SlotOut(BaseModel):
+    id: uuid.UUID
+    doctor_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["open", "booked", "blocked"]
+
+
+class SlotList(BaseModel):
+    items: list[SlotOut]
+    next_cursor: str | None = None
+
+
+class SlotQuery(_Input):
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+    status: Literal["open", "booked", "all"] = "open"
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=500)
+
+
+class BookingIn(_Input):
+    slot_id: uuid.UUID
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class RescheduleIn(_Input):
+    slot_id: uuid.UUID
+
+
+class AppointmentOut(BaseModel):
+    id: uuid.UUID
+    slot_id: uuid.UUID
+    doctor_id: uuid.UUID
+    patient_id: uuid.UUID
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["booked", "cancelled", "completed", "no_show"]
+    reason: str | None
+    created_at: datetime
+
+
+class AppointmentPage(BaseModel):
+    items: list[AppointmentOut]
+    next_cursor: str | None
+
+
+class AppointmentQuery(_Input):
+    status: Literal["booked", "cancelled", "completed", "no_show"] | None = None
+    from_: AwareDatetime | None = Field(default=None, alias="from")
+    to: AwareDatetime | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, max_length=500)

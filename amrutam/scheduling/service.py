@@ -1,0 +1,370 @@
+"""Slots and appointments: publishing availability and booking that never double-books.
+
+The booking path has three layers, each enough for a different failure:
+1. a Redis lock per slot sheds contention before the database (429 to the loser);
+2. one transaction locks the slot row (``FOR UPDATE``), checks it, inserts the
+   appointment and marks the slot booked;
+3. the partial unique index on booked appointments refuses a second booking even if
+   the lock expired mid-transaction or Redis was down.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from redis.asyncio import Redis
+
+from amrutam.auth.tokens import Principal
+from amrutam.cache import Cache
+from amrutam.db import Database
+from amrutam.doctors.service import availability_generation
+from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from amrutam.jsonutil import dumps
+from amrutam.locks import slot_lock
+from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
+from amrutam.timeutil import utcnow
+
+_APPOINTMENT = "id, slot_id, doctor_id, patient_id, starts_at, ends_at, status, reason, created_at"
+_SLOT = "id, doctor_id, starts_at, ends_at, status"
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    id: uuid.UUID
+    body: bytes
+    created: bool
+
+
+def _constraint(exc: asyncpg.PostgresError) -> str:
+    return str(getattr(exc, "constraint_name", "") or "")
+
+
+def _booking_conflict(exc: asyncpg.PostgresError) -> Conflict | InvalidInput:
+    name = _constraint(exc)
+    if name == "ex_appointments_patient_no_overlap":
+        return Conflict("you already have an appointment at that time")
+    if name == "uq_appointments_patient_idempotency":
+        return InvalidInput("this Idempotency-Key was already used for a different booking")
+    return Conflict("this slot is already booked")
+
+
+class Scheduling:
+    def __init__(self, db: Database, cache: Cache, redis: Redis, lock_ttl_ms: int) -> None:
+        self._db = db
+        self._cache = cache
+        self._redis = redis
+        self._lock_ttl_ms = lock_ttl_ms
+
+    # -- availability ---------------------------------------------------------------
+
+    async def create_slots(
+        self, doctor_id: uuid.UUID, times: list[tuple[datetime, datetime]]
+    ) -> bytes:
+        if not times:
+            raise InvalidInput("no slots to create", [FieldError("slots", "nothing to create")])
+        now = utcnow()
+        if any(start <= now for start, _ in times):
+            raise InvalidInput(
+                "slots must start in the future", [FieldError("slots", "a slot starts in the past")]
+            )
+        ids = [uuid.uuid4() for _ in times]
+        async with self._db.connection() as conn, conn.transaction():
+            timezone = await conn.fetchval(
+                "SELECT timezone FROM doctors WHERE user_id = $1", doctor_id
+            )
+            if timezone is None:
+                raise Conflict("publish your doctor profile before your availability")
+            try:
+                rows = await conn.fetch(
+                    f"""
+                    INSERT INTO availability_slots (id, doctor_id, starts_at, ends_at)
+                    SELECT id, $1, s, e
+                    FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS t(id, s, e)
+                    RETURNING {_SLOT}
+                    """,
+                    doctor_id,
+                    ids,
+                    [s for s, _ in times],
+                    [e for _, e in times],
+                )
+            except asyncpg.ExclusionViolationError as exc:
+                raise Conflict(
+                    "a slot overlaps another slot of yours; nothing was created"
+                ) from exc
+        await self._touch_dates(timezone, (s for s, _ in times))
+        return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
+
+    async def delete_slot(self, doctor_id: uuid.UUID, slot_id: uuid.UUID) -> None:
+        async with self._db.connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                SELECT s.status, s.starts_at, d.timezone FROM availability_slots s
+                JOIN doctors d ON d.user_id = s.doctor_id
+                WHERE s.id = $1 AND s.doctor_id = $2 FOR UPDATE OF s
+                """,
+                slot_id,
+                doctor_id,
+            )
+            if row is None:
+                raise NotFound("no such slot")
+            if row["status"] != "open":
+                raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
+            await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
+        await self._touch_dates(row["timezone"], [row["starts_at"]])
+
+    async def list_slots(
+        self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
+    ) -> bytes:
+        if query.status != "open" and (viewer is None or viewer.user_id != doctor_id):
+            raise PermissionDenied("only the doctor sees booked slots")
+        args: list[Any] = [doctor_id, query.from_ or utcnow()]
+        where = ["doctor_id = $1", "starts_at >= $2"]
+        if query.status != "all":
+            args.append(query.status)
+            where.append(f"status = ${len(args)}")
+        if query.to is not None:
+            args.append(query.to)
+            where.append(f"starts_at < ${len(args)}")
+        if query.cursor:
+            after, last_id = _cursor_pair(query.cursor)
+            args += [after, last_id]
+            where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
+        args.append(query.limit + 1)
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_SLOT} FROM availability_slots WHERE {' AND '.join(where)} "
+                f"ORDER BY starts_at, id LIMIT ${len(args)}",
+                *args,
+            )
+            if not rows and not await conn.fetchval(
+                "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
+            ):
+                raise NotFound("no such doctor")
+        return _page(rows, query.limit)
+
+    # -- booking --------------------------------------------------------------------
+
+    async def book(
+        self, patient_id: uuid.UUID, slot_id: uuid.UUID, reason: str | None, key: str | None
+    ) -> Booking:
+        """Book a slot; the result says whether the appointment was created just now.
+
+        A retry with the Idempotency-Key of a booking that already committed (its
+        response lost, Redis down) gets that same appointment back, not a 409.
+        """
+        async with (
+            slot_lock(self._redis, str(slot_id), self._lock_ttl_ms),
+            self._db.connection() as conn,
+            conn.transaction(),
+        ):
+            slot = await conn.fetchrow(
+                """
+                    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
+                    FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
+                    WHERE s.id = $1 FOR UPDATE OF s
+                    """,
+                slot_id,
+            )
+            if slot is None:
+                raise NotFound("no such slot")
+            if slot["status"] != "open":
+                earlier = await self._same_booking(conn, patient_id, slot_id, key)
+                if earlier is not None:
+                    return Booking(earlier["id"], dumps(dict(earlier)), created=False)
+                raise Conflict("this slot is not open")
+            if slot["starts_at"] <= utcnow():
+                raise Conflict("this slot has already started")
+            try:
+                row = await conn.fetchrow(
+                    f"""
+                        INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at,
+                            ends_at, reason, idempotency_key)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_APPOINTMENT}
+                        """,
+                    uuid.uuid4(),
+                    slot_id,
+                    slot["doctor_id"],
+                    patient_id,
+                    slot["starts_at"],
+                    slot["ends_at"],
+                    reason,
+                    key,
+                )
+            except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
+                raise _booking_conflict(exc) from exc
+            await conn.execute(
+                "UPDATE availability_slots SET status = 'booked' WHERE id = $1", slot_id
+            )
+        await self._touch_dates(slot["timezone"], [slot["starts_at"]])
+        return Booking(row["id"], dumps(dict(row)), created=True)
+
+    @staticmethod
+    async def _same_booking(
+        conn: asyncpg.Connection, patient_id: uuid.UUID, slot_id: uuid.UUID, key: str | None
+    ) -> asyncpg.Record | None:
+        if key is None:
+            return None
+        return await conn.fetchrow(
+            f"SELECT {_APPOINTMENT} FROM appointments "
+            "WHERE patient_id = $1 AND idempotency_key = $2 AND slot_id = $3",
+            patient_id,
+            key,
+            slot_id,
+        )
+
+    async def cancel(self, who: Principal, appointment_id: uuid.UUID) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                """
+                SELECT a.status, a.slot_id, a.starts_at, d.timezone FROM appointments a
+                JOIN doctors d ON d.user_id = a.doctor_id
+                WHERE a.id = $1 AND (a.patient_id = $2 OR a.doctor_id = $2) FOR UPDATE OF a
+                """,
+                appointment_id,
+                who.user_id,
+            )
+            if current is None:
+                raise NotFound("no such appointment")
+            if current["status"] != "booked":
+                raise Conflict(f"this appointment is {current['status']}; it cannot be cancelled")
+            row = await conn.fetchrow(
+                f"UPDATE appointments SET status = 'cancelled', updated_at = now() "
+                f"WHERE id = $1 RETURNING {_APPOINTMENT}",
+                appointment_id,
+            )
+            await conn.execute(
+                "UPDATE availability_slots SET status = 'open' WHERE id = $1 AND status = 'booked'",
+                current["slot_id"],
+            )
+        await self._touch_dates(current["timezone"], [current["starts_at"]])
+        return dumps(dict(row))
+
+    async def reschedule(
+        self, patient_id: uuid.UUID, appointment_id: uuid.UUID, new_slot_id: uuid.UUID
+    ) -> bytes:
+        """Move a booking to another slot of the same doctor, all or nothing."""
+        async with (
+            slot_lock(self._redis, str(new_slot_id), self._lock_ttl_ms),
+            self._db.connection() as conn,
+            conn.transaction(),
+        ):
+            current = await conn.fetchrow(
+                "SELECT status, slot_id, doctor_id, starts_at FROM appointments "
+                "WHERE id = $1 AND patient_id = $2 FOR UPDATE",
+                appointment_id,
+                patient_id,
+            )
+            if current is None:
+                raise NotFound("no such appointment")
+            if current["status"] != "booked":
+                raise Conflict(f"this appointment is {current['status']}")
+            if current["slot_id"] == new_slot_id:
+                raise Conflict("the appointment already holds this slot")
+            target = await conn.fetchrow(
+                """
+                    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
+                    FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
+                    WHERE s.id = $1 FOR UPDATE OF s
+                    """,
+                new_slot_id,
+            )
+            if target is None:
+                raise NotFound("no such slot")
+            if target["doctor_id"] != current["doctor_id"]:
+                raise InvalidInput(
+                    "reschedule within the same doctor's slots",
+                    [FieldError("slot_id", "belongs to another doctor")],
+                )
+            if target["status"] != "open":
+                raise Conflict("this slot is not open")
+            if target["starts_at"] <= utcnow():
+                raise Conflict("this slot has already started")
+            try:
+                row = await conn.fetchrow(
+                    f"""
+                        UPDATE appointments SET slot_id = $2, starts_at = $3, ends_at = $4,
+                            updated_at = now()
+                        WHERE id = $1 RETURNING {_APPOINTMENT}
+                        """,
+                    appointment_id,
+                    new_slot_id,
+                    target["starts_at"],
+                    target["ends_at"],
+                )
+            except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
+                raise _booking_conflict(exc) from exc
+            await conn.execute(
+                "UPDATE availability_slots SET status = CASE WHEN id = $1 THEN 'booked' "
+                "ELSE 'open' END WHERE id IN ($1, $2)",
+                new_slot_id,
+                current["slot_id"],
+            )
+        await self._touch_dates(target["timezone"], [target["starts_at"], current["starts_at"]])
+        return dumps(dict(row))
+
+    # -- reading appointments -------------------------------------------------------
+
+    async def appointment(self, who: Principal, appointment_id: uuid.UUID) -> bytes:
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_APPOINTMENT} FROM appointments WHERE id = $1", appointment_id
+            )
+        if row is None or (
+            who.role != "admin" and who.user_id not in (row["patient_id"], row["doctor_id"])
+        ):
+            raise NotFound("no such appointment")
+        return dumps(dict(row))
+
+    async def appointments(self, who: Principal, query: AppointmentQuery) -> bytes:
+        column = "doctor_id" if who.role == "doctor" else "patient_id"
+        args: list[Any] = [who.user_id]
+        where = [f"{column} = $1"]
+        for condition, value in (
+            ("status = ${}", query.status),
+            ("starts_at >= ${}", query.from_),
+            ("starts_at < ${}", query.to),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(condition.format(len(args)))
+        if query.cursor:
+            after, last_id = _cursor_pair(query.cursor)
+            args += [after, last_id]
+            where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
+        args.append(query.limit + 1)
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_APPOINTMENT} FROM appointments WHERE {' AND '.join(where)} "
+                f"ORDER BY starts_at, id LIMIT ${len(args)}",
+                *args,
+            )
+        return _page(rows, query.limit)
+
+    async def _touch_dates(self, timezone: str, instants: Iterable[datetime]) -> None:
+        zone = ZoneInfo(timezone)
+        days = {instant.astimezone(zone).date() for instant in instants}
+        await self._cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])
+
+
+def _cursor_pair(cursor: str) -> tuple[datetime, uuid.UUID]:
+    after, last_id = decode_cursor(cursor, 2)
+    try:
+        return datetime.fromisoformat(after), uuid.UUID(last_id)
+    except (TypeError, ValueError) as exc:
+        raise invalid_cursor() from exc
+
+
+def _page(rows: list[asyncpg.Record], limit: int) -> bytes:
+    items = [dict(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor([last["starts_at"].isoformat(), str(last["id"])])
+    return dumps({"items": items, "next_cursor": next_cursor})
