@@ -6,7 +6,6 @@ so an outage neither lets password guessing through nor turns requests into erro
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -104,5 +103,7 @@ class RateLimiter:
         else:
             allowed = await limiter.test(policy.item, policy.name, *ids)
         stats = await limiter.get_window_stats(policy.item, policy.name, *ids)
-        reset_in = max(1, math.ceil(stats.reset_time - time.time()))
+        # Redis reports whole seconds left (rounded down): add one so that a client
+        # waiting Retry-After seconds never arrives before the window has reset.
+        reset_in = max(1, round(stats.reset_time - time.time()) + 1)
         return Decision(policy, allowed, max(0, stats.remaining), reset_in)

@@ -174,6 +174,9 @@ def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
     sql = (
         f"SELECT {_PROFILE_COLUMNS} FROM doctors"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {column} {direction}, user_id {direction} LIMIT {arg(query.limit + 1)}"
+        # Qualified: a bare "rating" would mean the rating::float8 output column,
+        # which no index serves.
+        + f" ORDER BY doctors.{column} {direction}, doctors.user_id {direction}"
+        + f" LIMIT {arg(query.limit + 1)}"
     )
     return sql, args

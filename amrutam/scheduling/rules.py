@@ -1,10 +1,9 @@
 """Weekly availability rules, expanded into UTC slots across daylight-saving changes.
 
-Slots follow the doctor's wall clock: 09:00-09:30 local is 09:00-09:30 local on both
-sides of a DST change, so its UTC instant moves. A wall time that does not exist (the
-hour skipped in spring) yields no slot, and a slot whose real duration would differ
-from the rule's (it straddles a change) is skipped rather than made shorter or longer.
-An ambiguous wall time (the hour repeated in autumn) takes its first occurrence.
+Slots start on the doctor's wall clock: 09:00 local is 09:00 local on both sides of a
+DST change, so its UTC instant moves. Every slot lasts ``slot_minutes`` of real time.
+A start that does not exist on the wall clock (the hour skipped in spring) yields no
+slot; an ambiguous one (the hour repeated in autumn) takes its first occurrence.
 """
 
 from __future__ import annotations
@@ -38,10 +37,8 @@ def expand_weekly(
             last = datetime.combine(day, end)
             while cursor + length <= last:
                 local_start = cursor.replace(tzinfo=zone, fold=0)
-                local_end = (cursor + length).replace(tzinfo=zone, fold=0)
-                if _exists(local_start) and _exists(local_end):
-                    utc_start, utc_end = local_start.astimezone(UTC), local_end.astimezone(UTC)
-                    if utc_end - utc_start == length:
-                        yield utc_start, utc_end
+                if _exists(local_start):
+                    utc_start = local_start.astimezone(UTC)
+                    yield utc_start, utc_start + length
                 cursor += length
         day += timedelta(days=1)

@@ -1,0 +1,76 @@
+"""The read-through cache against real Redis: one recompute per key under a stampede."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from amrutam.cache import Cache
+from amrutam.devservices import RedisServer
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url())
+    yield client
+    await client.aclose()
+
+
+async def test_stampede_recomputes_once_across_processes(redis: Redis) -> None:
+    calls = 0
+
+    async def slow_source() -> bytes:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.2)
+        return b'{"answer": 42}'
+
+    # Two Cache objects stand for two API processes sharing one Redis.
+    caches = [Cache(redis), Cache(redis)]
+    key = f"test:{uuid.uuid4()}"
+    results = await asyncio.gather(
+        *(caches[i % 2].fetch("test", key, 60, slow_source) for i in range(100))
+    )
+    assert set(results) == {b'{"answer": 42}'}
+    assert calls == 1
+
+
+async def test_generation_bump_makes_old_entries_unreachable(redis: Redis) -> None:
+    cache, key, gen = Cache(redis), f"test:{uuid.uuid4()}", f"gen:test:{uuid.uuid4()}"
+    version = iter([b"one", b"two"])
+
+    async def source() -> bytes:
+        return next(version)
+
+    assert await cache.fetch("test", key, 60, source, [gen]) == b"one"
+    assert await cache.fetch("test", key, 60, source, [gen]) == b"one"
+    await cache.invalidate(bump=[gen])
+    assert await cache.fetch("test", key, 60, source, [gen]) == b"two"
+
+
+async def test_without_redis_reads_go_to_the_source() -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    cache = Cache(dead)
+
+    async def source() -> bytes:
+        return b"fresh"
+
+    assert await cache.fetch("test", "k", 60, source, ["gen:x"]) == b"fresh"
+    assert await cache.fetch("test", "k", 60, source) == b"fresh"
+    await cache.invalidate(delete=["k"], bump=["gen:x"])  # logged, not raised
+    await dead.aclose()
+
+
+async def test_a_failing_source_is_not_cached(redis: Redis) -> None:
+    cache, key = Cache(redis), f"test:{uuid.uuid4()}"
+
+    async def broken() -> bytes:
+        raise LookupError("no such thing")
+
+    with pytest.raises(LookupError):
+        await cache.fetch("test", key, 60, broken)
+    assert await redis.get(key) is None
