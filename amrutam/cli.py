@@ -87,16 +87,25 @@ def create_admin(email: str, password: str, full_name: str) -> None:
 def seed() -> None:
     """Load demo data (idempotent)."""
     from amrutam.auth.service import AuthService
+    from amrutam.cache import Cache
     from amrutam.db import Database, create_engine
-    from amrutam.seed import seed_demo
+    from amrutam.doctors.service import DoctorDirectory
+    from amrutam.redisconn import create_redis
+    from amrutam.scheduling.service import Scheduling
+    from amrutam.seed import DEMO_PASSWORD, seed_demo
 
     async def load(settings: Settings) -> None:
-        db = Database(create_engine(settings, "amrutam-cli"))
+        db, redis = Database(create_engine(settings, "amrutam-cli")), create_redis(settings)
+        cache = Cache(redis)
         try:
-            accounts = await seed_demo(db, AuthService(settings))
+            accounts = await seed_demo(
+                db, AuthService(settings), DoctorDirectory(db, cache),
+                Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
+            )
         finally:
             await db.dispose()
-        click.echo(f"demo accounts (password for each: {accounts[0].password}):")
+            await redis.aclose()
+        click.echo(f"demo accounts (password for each: {DEMO_PASSWORD}):")
         for account in accounts:
             click.echo(f"  {account.role.value:8} {account.email}")
 

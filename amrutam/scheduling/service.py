@@ -119,6 +119,15 @@ class Scheduling:
             await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
         await self._touch_dates(row["timezone"], [row["starts_at"]])
 
+    async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM availability_slots WHERE doctor_id = $1 AND starts_at > now() "
+                "LIMIT 1",
+                doctor_id,
+            )
+        return found is not None
+
     async def list_slots(
         self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
     ) -> bytes:
