@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install system-deps run test lint fmt services-up services-down clean
+.PHONY: install system-deps run test lint fmt services-up services-down clean bench
 
 install: system-deps $(VENV)/.synced
 
@@ -48,3 +48,8 @@ services-down: install
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+## bench: hot-path figures (search, profile, slots, booking) against a local API process
+bench: install
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	python -m loadtests.bench

@@ -99,7 +99,9 @@ def seed() -> None:
         cache = Cache(redis)
         try:
             accounts = await seed_demo(
-                db, AuthService(settings), DoctorDirectory(db, cache),
+                db,
+                AuthService(settings),
+                DoctorDirectory(db, cache),
                 Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
             )
         finally:

@@ -12,7 +12,6 @@ def create_redis(settings: Settings) -> Redis:
         settings.redis_url,
         socket_timeout=settings.redis_timeout,
         socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
         max_connections=64,
         decode_responses=False,
     )

@@ -30,22 +30,43 @@ DEMO_ACCOUNTS = (
     DemoAccount("admin@amrutam.example", "Demo Admin", Role.admin),
     DemoAccount("patient@amrutam.example", "Asha Patient", Role.patient),
     DemoAccount(
-        "dr.rao@amrutam.example", "Dr. Meera Rao", Role.doctor,
-        {"specialty": "cardiology", "languages": ["english", "hindi", "marathi"],
-         "consultation_fee": 80000, "experience_years": 15, "city": "Pune",
-         "bio": "Preventive cardiology and hypertension."},
+        "dr.rao@amrutam.example",
+        "Dr. Meera Rao",
+        Role.doctor,
+        {
+            "specialty": "cardiology",
+            "languages": ["english", "hindi", "marathi"],
+            "consultation_fee": 80000,
+            "experience_years": 15,
+            "city": "Pune",
+            "bio": "Preventive cardiology and hypertension.",
+        },
     ),
     DemoAccount(
-        "dr.iyer@amrutam.example", "Dr. Arjun Iyer", Role.doctor,
-        {"specialty": "dermatology", "languages": ["english", "tamil"],
-         "consultation_fee": 50000, "experience_years": 8, "city": "Chennai",
-         "bio": "Skin, hair and nails."},
+        "dr.iyer@amrutam.example",
+        "Dr. Arjun Iyer",
+        Role.doctor,
+        {
+            "specialty": "dermatology",
+            "languages": ["english", "tamil"],
+            "consultation_fee": 50000,
+            "experience_years": 8,
+            "city": "Chennai",
+            "bio": "Skin, hair and nails.",
+        },
     ),
     DemoAccount(
-        "dr.khan@amrutam.example", "Dr. Sana Khan", Role.doctor,
-        {"specialty": "general medicine", "languages": ["english", "hindi", "urdu"],
-         "consultation_fee": 30000, "experience_years": 5, "city": "Delhi",
-         "bio": "Family medicine and follow-ups."},
+        "dr.khan@amrutam.example",
+        "Dr. Sana Khan",
+        Role.doctor,
+        {
+            "specialty": "general medicine",
+            "languages": ["english", "hindi", "urdu"],
+            "consultation_fee": 30000,
+            "experience_years": 5,
+            "city": "Delhi",
+            "bio": "Family medicine and follow-ups.",
+        },
     ),
 )
 DEMO_TIMEZONE = "Asia/Kolkata"
@@ -61,8 +82,11 @@ async def seed_demo(
         users = {}
         for account in DEMO_ACCOUNTS:
             users[account.email] = existing.get(account.email) or await auth.create_user(
-                session, email=account.email, password=DEMO_PASSWORD,
-                full_name=account.full_name, role=account.role,
+                session,
+                email=account.email,
+                password=DEMO_PASSWORD,
+                full_name=account.full_name,
+                role=account.role,
             )
     today = utcnow().date()
     for account in DEMO_ACCOUNTS:
@@ -75,8 +99,13 @@ async def seed_demo(
             )
         if not await scheduling.has_future_slots(user_id):
             times = expand_weekly(
-                today + timedelta(days=1), today + timedelta(days=DEMO_DAYS), {0, 1, 2, 3, 4, 5},
-                time(9, 0), time(13, 0), 30, DEMO_TIMEZONE,
+                today + timedelta(days=1),
+                today + timedelta(days=DEMO_DAYS),
+                {0, 1, 2, 3, 4, 5},
+                time(9, 0),
+                time(13, 0),
+                30,
+                DEMO_TIMEZONE,
             )
             await scheduling.create_slots(user_id, list(times))
     return list(DEMO_ACCOUNTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from http import HTTPStatus
 from typing import Any
 
@@ -111,6 +112,8 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
         if status == 400 and "json" in detail.lower():
             detail = "the request body is not valid JSON"
         return problem(request, status, detail, headers=dict(exc.headers or {}))
+    if isinstance(exc, asyncio.CancelledError):  # the client went away; nobody reads this
+        return problem(request, 503, "the request was cancelled")
     if _is_unavailable(exc):
         log.warning("request.dependency_unavailable", error=repr(exc))
         return problem(

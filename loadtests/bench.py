@@ -1,0 +1,259 @@
+"""Hot-path benchmark: ``python -m loadtests.bench`` (or ``make bench``).
+
+Starts the local PostgreSQL and Redis if needed, one API process and a bare Sanic
+process pinned to one core, loads a bench data set, drives each scenario with wrk from
+the other core, and prints p50/p95/p99 and throughput. It is a measurement, not a
+test: it asserts nothing and the figures go in the notes and docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from amrutam.auth.tokens import AccessTokens
+from amrutam.devservices import free_port
+from amrutam.localstack import LocalStack
+from amrutam.migrate import upgrade
+from amrutam.settings import get_settings
+from amrutam.timeutil import utcnow
+
+ROOT = Path(__file__).resolve().parent.parent
+LINES_LUA = Path(__file__).parent / "wrk" / "lines.lua"
+DOCTORS, SLOTS_PER_DOCTOR, PATIENTS, SPECIALTIES = 200, 150, 30_000, 10
+DURATION_S = int(os.environ.get("BENCH_SECONDS", "8"))
+# Saturation (32 connections) and a moderate load (4 connections, ~12% of them).
+LOAD_LEVELS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "32,4").split(",")]
+
+
+def _taskset(core: int, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", str(core), *cmd] if shutil.which("taskset") else cmd
+
+
+async def _load_data(dsn: str, tag: str) -> dict[str, list[str]]:
+    conn = await asyncpg.connect(dsn)
+    doctors = [uuid.uuid4() for _ in range(DOCTORS)]
+    patients = [uuid.uuid4() for _ in range(PATIENTS)]
+    users = [
+        (d, f"bench-d-{d.hex}@example.com", "!", f"Dr Bench {n}", "doctor")
+        for n, d in enumerate(doctors)
+    ]
+    users += [
+        (p, f"bench-p-{p.hex}@example.com", "!", "Bench Patient", "patient") for p in patients
+    ]
+    await conn.copy_records_to_table(
+        "users", records=users, columns=["id", "email", "password_hash", "full_name", "role"]
+    )
+    await conn.copy_records_to_table(
+        "doctors",
+        records=[
+            (
+                d,
+                f"Dr Bench {n}",
+                f"bench-{tag}-{n % SPECIALTIES}",
+                ["english", "hindi"],
+                20_000 + 500 * (n % 100),
+                n % 30,
+                3 + (n % 20) / 10,
+                "Pune",
+                "Asia/Kolkata",
+            )
+            for n, d in enumerate(doctors)
+        ],
+        columns=[
+            "user_id",
+            "display_name",
+            "specialty",
+            "languages",
+            "consultation_fee",
+            "experience_years",
+            "rating",
+            "city",
+            "timezone",
+        ],
+    )
+    start = (utcnow() + timedelta(days=30)).replace(minute=0, second=0, microsecond=0)
+    slots = [
+        (uuid.uuid4(), d, start + timedelta(minutes=30 * k), start + timedelta(minutes=30 * k + 30))
+        for k in range(SLOTS_PER_DOCTOR)
+        for d in doctors
+    ]
+    await conn.copy_records_to_table(
+        "availability_slots", records=slots, columns=["id", "doctor_id", "starts_at", "ends_at"]
+    )
+    await conn.execute("ANALYZE")
+    await conn.close()
+    return {
+        "doctors": [str(d) for d in doctors],
+        "patients": [str(p) for p in patients],
+        "slots": [str(s[0]) for s in slots],
+    }
+
+
+def _write(lines: list[str]) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+        handle.write("\n".join(lines) + "\n")
+    return handle.name
+
+
+def _wrk(url: str, lines_file: str, connections: int) -> dict[str, float]:
+    result = subprocess.run(
+        _taskset(
+            1,
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{DURATION_S}s",
+                "-s",
+                str(LINES_LUA),
+                url,
+                "--",
+                lines_file,
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    settings = get_settings()
+    stack = LocalStack.from_settings(settings, ROOT / ".local")
+    stack.up()
+    upgrade(settings.database_url)
+    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    tag = uuid.uuid4().hex[:6]
+    print(
+        f"loading bench data ({DOCTORS} doctors, {DOCTORS * SLOTS_PER_DOCTOR} slots, "
+        f"{PATIENTS} patients)...",
+        flush=True,
+    )
+    data = asyncio.run(_load_data(dsn, tag))
+    tokens = AccessTokens(settings)
+    patient_tokens = [tokens.issue(uuid.UUID(p), "patient", uuid.uuid4()) for p in data["patients"]]
+
+    api_port, bare_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "AMRUTAM_PORT": str(api_port),
+        "AMRUTAM_WORKERS": "1",
+        "AMRUTAM_LOG_LEVEL": "WARNING",
+        "AMRUTAM_RATE_LIMIT_USER": "1000000/minute",
+        "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
+    }
+    api = subprocess.Popen(_taskset(0, [sys.executable, "-m", "api"]), cwd=ROOT, env=env)
+    bare = None
+    try:
+        base = f"http://127.0.0.1:{api_port}"
+        _wait(base + "/livez")
+        search_path = f"/v1/doctors?specialty=bench-{tag}-3"
+        body = httpx.get(base + search_path).content
+        body_file = _write([body.decode()])
+        bare = subprocess.Popen(
+            _taskset(0, [sys.executable, "-m", "loadtests.bare", body_file, str(bare_port)]),
+            cwd=ROOT,
+        )
+        _wait(f"http://127.0.0.1:{bare_port}/bare")
+
+        n, half = len(data["slots"]), len(data["slots"]) // 2
+        scenarios = {
+            "bare sanic (same JSON from memory)": (f"http://127.0.0.1:{bare_port}", ["GET /bare"]),
+            "search, cached": (base, [f"GET {search_path}"]),
+            "search, uncached": (
+                base,
+                [
+                    f"GET /v1/doctors?specialty=bench-{tag}-{i % SPECIALTIES}&min_fee={i}"
+                    for i in range(60_000)
+                ],
+            ),
+            "profile read": (base, [f"GET /v1/doctors/{d}" for d in data["doctors"]]),
+            "slot listing": (
+                base,
+                [f"GET /v1/doctors/{d}/slots?limit=20" for d in data["doctors"]],
+            ),
+            # Every booking takes a slot never tried before.
+            "booking, uncontended": (
+                base,
+                [
+                    f"POST /v1/appointments/book {patient_tokens[i % PATIENTS]} "
+                    f'{{"slot_id":"{slot}"}}'
+                    for i, slot in enumerate(data["slots"][:half])
+                ],
+            ),
+            "booking, contended (20 slots)": (
+                base,
+                [
+                    f"POST /v1/appointments/book {patient_tokens[i % PATIENTS]} "
+                    f'{{"slot_id":"{data["slots"][n - 1 - i % 20]}"}}'
+                    for i in range(5000)
+                ],
+            ),
+        }
+        for level, connections in enumerate(LOAD_LEVELS):
+            # Each level books from its own part of the uncontended list.
+            files = {
+                name: (
+                    url,
+                    _write(lines[level :: len(LOAD_LEVELS)] if "uncontended" in name else lines),
+                )
+                for name, (url, lines) in scenarios.items()
+            }
+            print(
+                f"\nwrk: 1 thread, {connections} connections, {DURATION_S} s per scenario; "
+                "API and bare server pinned to core 0, wrk to core 1\n"
+            )
+            print(
+                f"{'scenario':36} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+                f"{'non-2xx':>8}"
+            )
+            results = {}
+            for name, (url, lines_file) in files.items():
+                figures = _wrk(url, lines_file, connections)
+                results[name] = figures
+                print(
+                    f"{name:36} {figures['rps']:9.0f} {figures['p50_ms']:8.2f} "
+                    f"{figures['p95_ms']:8.2f} {figures['p99_ms']:8.2f} "
+                    f"{figures['non_2xx']:8.0f}",
+                    flush=True,
+                )
+            bare_rps = results["bare sanic (same JSON from memory)"]["rps"]
+            ratio = results["search, cached"]["rps"] / bare_rps
+            print(f"cached search / bare Sanic: {ratio:.2f}")
+    finally:
+        for process in (api, bare):
+            if process is not None:
+                process.terminate()
+                process.wait()
+
+
+if __name__ == "__main__":
+    main()
