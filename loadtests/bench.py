@@ -169,6 +169,7 @@ def main() -> None:
         "AMRUTAM_LOG_LEVEL": "WARNING",
         "AMRUTAM_RATE_LIMIT_USER": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",
     }
     api = subprocess.Popen(_taskset(0, [sys.executable, "-m", "api"]), cwd=ROOT, env=env)
     bare = None
@@ -184,6 +185,9 @@ def main() -> None:
         )
         _wait(f"http://127.0.0.1:{bare_port}/bare")
 
+        credentials = f'{{"email":"bench-login-{tag}@example.com","password":"bench-password-1"}}'
+        registration = credentials[:-1] + ',"full_name":"Bench Login","role":"patient"}'
+        httpx.post(base + "/v1/auth/register", content=registration).raise_for_status()
         n, half = len(data["slots"]), len(data["slots"]) // 2
         scenarios = {
             "bare sanic (same JSON from memory)": (f"http://127.0.0.1:{bare_port}", ["GET /bare"]),
@@ -195,6 +199,7 @@ def main() -> None:
                     for i in range(60_000)
                 ],
             ),
+            "auth: me": (base, [f"GET /v1/auth/me {t}" for t in patient_tokens[:1000]]),
             "profile read": (base, [f"GET /v1/doctors/{d}" for d in data["doctors"]]),
             "slot listing": (
                 base,
@@ -217,6 +222,8 @@ def main() -> None:
                     for i in range(5000)
                 ],
             ),
+            # Last: Argon2id hashes still queued when it ends would slow what follows.
+            "auth: login (Argon2id)": (base, [f"POST /v1/auth/login - {credentials}"]),
         }
         for level, connections in enumerate(LOAD_LEVELS):
             # Each level books from its own part of the uncontended list.
