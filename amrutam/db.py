@@ -11,6 +11,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from amrutam.settings import Settings
 
+# Driver errors that mean the connection (or the server) is gone, not the statement.
+CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+
 # Planner settings for an OLTP workload on SSD-backed storage (every managed PostgreSQL):
 # JIT only costs on short statements, and random reads are nearly as cheap as
 # sequential ones, so small indexed lookups beat scanning a small table.
@@ -62,7 +72,13 @@ class Database:
         """The pool's raw asyncpg connection, for hot paths where ORM overhead costs."""
         async with self.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            try:
+                yield raw.driver_connection
+            except CONNECTION_LOST:
+                # SQLAlchemy cannot see errors raised by the driver directly: tell the
+                # pool, so this dead connection is discarded instead of handed out again.
+                await conn.invalidate()
+                raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()

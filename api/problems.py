@@ -6,6 +6,7 @@ import asyncio
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import orjson
 import redis.exceptions
 import sqlalchemy.exc
@@ -14,6 +15,7 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 
 from amrutam import errors
+from amrutam.db import CONNECTION_LOST
 from amrutam.logs import get_logger
 
 log = get_logger("api.errors")
@@ -74,19 +76,22 @@ def problem(
     )
 
 
+_UNAVAILABLE = (
+    *CONNECTION_LOST,
+    asyncpg.QueryCanceledError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    TimeoutError,
+)
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return True
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(
-        exc,
-        sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError
-        | sqlalchemy.exc.TimeoutError
-        | ConnectionError
-        | TimeoutError,
-    )
+    return isinstance(exc, _UNAVAILABLE)
 
 
 def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
@@ -128,4 +133,8 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
 
 class ProblemErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
-        return response_for(request, exception)
+        try:
+            return response_for(request, exception)
+        except Exception:  # the error handler itself must never fail
+            log.exception("request.error_handler_failed", original=repr(exception))
+            return problem(None, 500, "an unexpected error occurred; it has been logged")

@@ -41,6 +41,9 @@ async def test_profile_change_is_visible_at_once(client: httpx.AsyncClient) -> N
     path = f"/v1/doctors/{doctor['id']}"
     assert (await client.get(path)).json()["consultation_fee"] == 30000
     assert (await client.get(path)).json()["consultation_fee"] == 30000  # now cached
+    metrics = (await client.get("/metrics")).text
+    assert 'amrutam_cache_requests_total{cache="profile",result="hit"}' in metrics
+    assert 'amrutam_cache_requests_total{cache="profile",result="miss"}' in metrics
     search = f"/v1/doctors?q={doctor['user']['full_name'].split()[-1]}&specialty=dermatology"
     found = (await client.get(search)).json()["items"]
     assert any(d["id"] == doctor["id"] and d["consultation_fee"] == 30000 for d in found)

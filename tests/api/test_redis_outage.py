@@ -10,6 +10,7 @@ import pytest
 
 from amrutam.devservices import RedisServer, free_port
 from tests.conftest import PASSWORD, api_env, assert_problem, bearer, register, unique_email
+from tests.factories import make_doctor
 from tests.servers import ApiServer
 
 
@@ -35,6 +36,7 @@ async def test_api_survives_a_redis_outage(outage_api: ApiServer, own_redis: Red
     ) as http:
         email = unique_email()
         tokens = await register(http, email=email)
+        await make_doctor(http)
         assert (await http.get("/readyz")).status_code == 200
 
         own_redis.stop()
@@ -73,8 +75,16 @@ async def test_api_survives_a_redis_outage(outage_api: ApiServer, own_redis: Red
             ]
             assert statuses == [401, 401, 401, 429]
 
+            # Cached reads go to PostgreSQL and still answer.
+            search = await http.get("/v1/doctors?sort=fee&limit=5")
+            assert search.status_code == 200
+            assert search.json()["items"]
+            doctor_id = search.json()["items"][0]["id"]
+            assert (await http.get(f"/v1/doctors/{doctor_id}")).status_code == 200
+
             metrics = (await http.get("/metrics")).text
             assert 'amrutam_redis_degraded_total{component="ratelimit"}' in metrics
+            assert 'amrutam_redis_degraded_total{component="cache"}' in metrics
             assert 'status="500"' not in metrics
         finally:
             own_redis.start()
