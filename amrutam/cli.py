@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,6 +17,8 @@ import click
 from amrutam.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from amrutam.audit.service import AuditTrail
+    from amrutam.db import Database
     from amrutam.localstack import LocalStack
 
 T = TypeVar("T")
@@ -36,7 +39,7 @@ def migrate() -> None:
     """Bring the database schema up to date."""
     from amrutam.migrate import upgrade
 
-    upgrade(get_settings().database_url)
+    upgrade(get_settings().database_admin_url)
     click.echo("database is at the latest migration")
 
 
@@ -112,6 +115,110 @@ def seed() -> None:
             click.echo(f"  {account.role.value:8} {account.email}")
 
     _run(load)
+
+
+def _admin_connection_url() -> str:
+    return get_settings().database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+@main.group()
+def partitions() -> None:
+    """The audit trail's time partitions."""
+
+
+@partitions.command("maintain")
+@click.option("--interval", type=click.Choice(["monthly", "weekly", "daily"]), default="monthly")
+@click.option("--premake", type=click.IntRange(0, 120), default=3, show_default=True)
+@click.option("--keep", type=click.IntRange(1, 10_000), default=None, help="intervals kept")
+@click.option("--action", type=click.Choice(["detach", "drop"]), default="detach")
+def partitions_maintain(interval: str, premake: int, keep: int | None, action: str) -> None:
+    """Create partitions ahead, move default-partition rows, apply retention."""
+    import asyncpg
+    import orjson
+
+    from amrutam.audit.partitions import INTERVALS, maintain
+
+    async def run(settings: Settings) -> dict[str, object]:
+        conn = await asyncpg.connect(_admin_connection_url())
+        try:
+            report = await maintain(
+                conn, interval=INTERVALS[interval], premake=premake, keep=keep, action=action
+            )
+            return report.as_dict()
+        finally:
+            await conn.close()
+
+    click.echo(orjson.dumps(_run(run), option=orjson.OPT_INDENT_2).decode())
+
+
+@partitions.command("status")
+def partitions_status() -> None:
+    """Horizon, partition count and rows waiting in the default partition."""
+    import asyncpg
+    import orjson
+
+    from amrutam.audit.partitions import status
+
+    async def run(settings: Settings) -> dict[str, object]:
+        conn = await asyncpg.connect(_admin_connection_url())
+        try:
+            return await status(conn)
+        finally:
+            await conn.close()
+
+    click.echo(orjson.dumps(_run(run), option=orjson.OPT_INDENT_2).decode())
+
+
+@main.group()
+def audit() -> None:
+    """The tamper-evident audit trail."""
+
+
+def _trail(settings: Settings) -> tuple[Database, AuditTrail]:
+    from amrutam.audit.service import AuditTrail
+    from amrutam.db import Database, create_engine
+
+    db = Database(create_engine(settings, "amrutam-cli"))
+    return db, AuditTrail(db, settings.audit_signing_key.get_secret_value().encode())
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Seal every closed hour of the trail that is not sealed yet."""
+
+    async def run(settings: Settings) -> int:
+        db, trail = _trail(settings)
+        try:
+            return int(await trail.seal())
+        finally:
+            await db.dispose()
+
+    click.echo(f"{_run(run)} hour(s) sealed")
+
+
+@audit.command("verify")
+@click.option("--from", "start", type=click.DateTime(), default=None, help="UTC")
+@click.option("--to", "end", type=click.DateTime(), default=None, help="UTC")
+def audit_verify(start: datetime | None, end: datetime | None) -> None:
+    """Recompute row hashes and seals; exit 1 if anything was tampered with."""
+    import orjson
+
+    async def run(settings: Settings) -> dict[str, object]:
+        db, trail = _trail(settings)
+        try:
+            verdict = await trail.verify(
+                None,
+                start.replace(tzinfo=UTC) if start else None,
+                end.replace(tzinfo=UTC) if end else None,
+            )
+            return verdict.as_dict()
+        finally:
+            await db.dispose()
+
+    result = _run(run)
+    click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    if not result["ok"]:
+        sys.exit(1)
 
 
 @main.group()

@@ -20,7 +20,7 @@ class LocalStack:
 
     @classmethod
     def from_settings(cls, settings: Settings, root: Path) -> LocalStack:
-        db_url = make_url(settings.database_url)
+        db_url = make_url(settings.database_admin_url)
         redis_port = urlparse(settings.redis_url).port or 6379
         return cls(
             postgres=PostgresServer(root / "postgres", db_url.port or 5432),

@@ -7,6 +7,7 @@ from datetime import time, timedelta
 
 from sqlmodel import select
 
+from amrutam.audit.log import SYSTEM
 from amrutam.auth.models import Role, User
 from amrutam.auth.service import AuthService
 from amrutam.db import Database
@@ -95,7 +96,9 @@ async def seed_demo(
         user_id = users[account.email].id
         if await doctors.timezone_of(user_id) is None:
             await doctors.upsert_profile(
-                user_id, ProfileIn.model_validate({**account.profile, "timezone": DEMO_TIMEZONE})
+                SYSTEM,
+                user_id,
+                ProfileIn.model_validate({**account.profile, "timezone": DEMO_TIMEZONE}),
             )
         if not await scheduling.has_future_slots(user_id):
             times = expand_weekly(
@@ -107,5 +110,5 @@ async def seed_demo(
                 30,
                 DEMO_TIMEZONE,
             )
-            await scheduling.create_slots(user_id, list(times))
+            await scheduling.create_slots(SYSTEM, user_id, list(times))
     return list(DEMO_ACCOUNTS)

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+DEV_AUDIT_KEY = "dev-only-insecure-audit-signing-key-0123456789"
 
 
 class Settings(BaseSettings):
@@ -21,7 +22,10 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
 
     # Connections
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:54329/amrutam"
+    # The API and workers connect as the application role; migrations and partition
+    # maintenance as an administrator that may act as the owner role.
+    database_url: str = "postgresql+asyncpg://amrutam_app@127.0.0.1:54329/amrutam"
+    database_admin_url: str = "postgresql+asyncpg://postgres@127.0.0.1:54329/amrutam"
     db_pool_size: int = Field(10, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
     db_pool_timeout: float = Field(5.0, gt=0)
@@ -42,6 +46,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "amrutam"
     access_token_ttl_s: int = Field(900, ge=30)
     refresh_token_ttl_s: int = Field(30 * 24 * 3600, ge=60)
+    # HMAC key of the audit seals; keep it out of the database and its backups.
+    audit_signing_key: SecretStr = SecretStr(DEV_AUDIT_KEY)
+
     # Argon2id cost: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane), about 25 ms
     # of one core per hash here. Raise both where logins are rare and cores are many.
     argon2_time_cost: int = Field(2, ge=1)
@@ -62,11 +69,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:
-        secret = self.jwt_secret.get_secret_value()
-        if self.environment == "production" and (secret == DEV_JWT_SECRET or len(secret) < 32):
-            raise ValueError(
-                "AMRUTAM_JWT_SECRET must be set to a random value of 32+ characters in production"
-            )
+        if self.environment != "production":
+            return self
+        for name, value, dev in (
+            ("AMRUTAM_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
+            ("AMRUTAM_AUDIT_SIGNING_KEY", self.audit_signing_key, DEV_AUDIT_KEY),
+        ):
+            secret = value.get_secret_value()
+            if secret == dev or len(secret) < 32:
+                raise ValueError(f"{name} must be a random value of 32+ characters in production")
         return self
 
 

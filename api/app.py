@@ -9,8 +9,10 @@ import orjson
 from prometheus_client import multiprocess
 from sanic import Sanic
 
+from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import AuthService
 from amrutam.cache import Cache
+from amrutam.consultations.service import Consultations
 from amrutam.db import Database, create_engine
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.idempotency import IdempotencyStore
@@ -22,7 +24,7 @@ from amrutam.settings import Settings, get_settings
 from api import middleware
 from api.context import Policies, Services
 from api.problems import ProblemErrorHandler
-from api.routes import appointments, auth, doctors, ops
+from api.routes import admin, appointments, auth, consultations, doctors, ops
 
 
 def _dumps(obj: object) -> str:
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(auth.bp)
     app.blueprint(doctors.bp)
     app.blueprint(appointments.bp)
+    app.blueprint(consultations.bp)
+    app.blueprint(admin.bp)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:
@@ -77,6 +81,8 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
             cache=cache,
             doctors=DoctorDirectory(db, cache),
             scheduling=Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
+            consultations=Consultations(db),
+            audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )
 
     @app.after_server_stop

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import AuthService
 from amrutam.cache import Cache
+from amrutam.consultations.service import Consultations
 from amrutam.db import Database
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.idempotency import IdempotencyStore
@@ -45,3 +47,5 @@ class Services:
     cache: Cache
     doctors: DoctorDirectory
     scheduling: Scheduling
+    consultations: Consultations
+    audit: AuditTrail

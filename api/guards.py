@@ -8,6 +8,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sanic import HTTPResponse, Request
 
+from amrutam.audit.log import Actor
 from amrutam.auth.tokens import Principal
 from amrutam.errors import AuthenticationFailed, PermissionDenied
 
@@ -24,6 +25,17 @@ def principal(request: Request) -> Principal:
     if found is None:
         raise AuthenticationFailed("a valid bearer token is required")
     return found
+
+
+def actor(request: Request) -> Actor:
+    """The caller as the audit trail records it (anonymous before authentication)."""
+    who: Principal | None = getattr(request.ctx, "principal", None)
+    return Actor(
+        user_id=who.user_id if who else None,
+        role=who.role if who else None,
+        request_id=getattr(request.ctx, "request_id", None),
+        ip=request.client_ip or None,
+    )
 
 
 def require(*roles: str) -> Callable[[Handler], Handler]:

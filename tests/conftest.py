@@ -63,10 +63,17 @@ def database_url(postgres: PostgresServer) -> str:
     return url
 
 
+def as_app_role(admin_url: str) -> str:
+    """The same database, as the application's role (what the API connects as)."""
+    return admin_url.replace("://postgres@", "://amrutam_app@")
+
+
 def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    """Settings for an API process; ``database_url`` is the administrator's."""
     env = {
         "AMRUTAM_ENVIRONMENT": "test",
-        "AMRUTAM_DATABASE_URL": database_url,
+        "AMRUTAM_DATABASE_URL": as_app_role(database_url),
+        "AMRUTAM_DATABASE_ADMIN_URL": database_url,
         "AMRUTAM_REDIS_URL": redis_url,
         "AMRUTAM_JWT_SECRET": TEST_JWT_SECRET,
         "AMRUTAM_ARGON2_TIME_COST": "1",

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from amrutam.audit.log import Actor, record_in
 from amrutam.auth.models import RefreshToken, Role, User
 from amrutam.auth.passwords import Passwords
 from amrutam.auth.schemas import AuthResult, Credentials, Registration, UserOut
@@ -29,7 +30,7 @@ class AuthService:
         self.access_tokens = AccessTokens(settings)
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_s)
 
-    async def register(self, session: AsyncSession, data: Registration) -> AuthResult:
+    async def register(self, session: AsyncSession, data: Registration, actor: Actor) -> AuthResult:
         user = await self.create_user(
             session,
             email=data.email,
@@ -38,6 +39,7 @@ class AuthService:
             role=Role(data.role),
             phone=data.phone,
         )
+        await record_in(session, _as(user, actor), "auth.register", "user", user.id)
         return await self._issue(session, user, uuid.uuid4())
 
     async def create_user(
@@ -65,16 +67,31 @@ class AuthService:
             raise Conflict("an account with this email already exists") from exc
         return user
 
-    async def login(self, session: AsyncSession, credentials: Credentials) -> AuthResult:
+    async def login(
+        self, session: AsyncSession, credentials: Credentials, actor: Actor
+    ) -> AuthResult:
         user = await self._by_email(session, credentials.email)
         ok = await self.passwords.verify(user.password_hash if user else None, credentials.password)
         if not ok or user is None or not user.is_active:
             raise AuthenticationFailed("invalid email or password")
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.passwords.hash(credentials.password)
+        await record_in(session, _as(user, actor), "auth.login", "user", user.id)
         return await self._issue(session, user, uuid.uuid4())
 
-    async def refresh(self, session: AsyncSession, token: str) -> AuthResult:
+    async def login_failed(self, session: AsyncSession, email: str, actor: Actor) -> None:
+        """Audit a failed login (its own transaction: the login itself rolled back)."""
+        user = await self._by_email(session, email)
+        await record_in(
+            session,
+            actor,
+            "auth.login_failed",
+            "user",
+            user.id if user else None,
+            {"known_account": user is not None},
+        )
+
+    async def refresh(self, session: AsyncSession, token: str, actor: Actor) -> AuthResult:
         row = (
             await session.exec(
                 select(RefreshToken)
@@ -88,6 +105,14 @@ class AuthService:
             # A used token presented again means it leaked: end the whole family.
             # The revocation must survive the error, so it commits here.
             await self.revoke_family(session, row.family_id)
+            await record_in(
+                session,
+                actor,
+                "auth.refresh_reuse",
+                "user",
+                row.user_id,
+                {"family_id": str(row.family_id)},
+            )
             await session.commit()
             raise AuthenticationFailed("refresh token reuse detected; please log in again")
         now = utcnow()
@@ -98,7 +123,12 @@ class AuthService:
             raise AuthenticationFailed("account disabled")
         row.used_at = now
         session.add(row)
+        await record_in(session, _as(user, actor), "auth.refresh", "user", user.id)
         return await self._issue(session, user, row.family_id)
+
+    async def logout(self, session: AsyncSession, actor: Actor, family_id: uuid.UUID) -> None:
+        await self.revoke_family(session, family_id)
+        await record_in(session, actor, "auth.logout", "user", actor.user_id)
 
     async def revoke_family(self, session: AsyncSession, family_id: uuid.UUID) -> None:
         await session.exec(
@@ -151,3 +181,8 @@ class AuthService:
             sa.delete(RefreshToken).where(RefreshToken.expires_at < utcnow() - older_than)  # type: ignore[call-overload,arg-type]
         )
         return int(result.rowcount or 0)
+
+
+def _as(user: User, actor: Actor) -> Actor:
+    """The request's actor, now known to be this user."""
+    return Actor(user.id, user.role, actor.request_id, actor.ip)

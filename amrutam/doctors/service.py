@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amrutam.audit.log import Actor, record
 from amrutam.cache import Cache
 from amrutam.db import Database
 from amrutam.doctors.schemas import ProfileIn, SearchQuery
@@ -45,8 +46,8 @@ class DoctorDirectory:
         self._db = db
         self._cache = cache
 
-    async def upsert_profile(self, user_id: uuid.UUID, data: ProfileIn) -> bytes:
-        async with self._db.connection() as conn:
+    async def upsert_profile(self, actor: Actor, user_id: uuid.UUID, data: ProfileIn) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""
                 INSERT INTO doctors AS d (user_id, display_name, specialty, languages,
@@ -72,8 +73,9 @@ class DoctorDirectory:
                 data.timezone,
                 data.bio,
             )
-        if row is None:
-            raise PermissionDenied("only doctors have a profile")
+            if row is None:
+                raise PermissionDenied("only doctors have a profile")
+            await record(conn, actor, "doctor.profile_updated", "doctor", user_id)
         body = dumps(dict(row))
         await self._cache.invalidate(delete=[profile_key(user_id)], bump=[DOCTORS_GENERATION])
         return body

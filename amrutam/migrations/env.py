@@ -15,7 +15,7 @@ config = context.config
 
 
 def _url() -> str:
-    return config.get_main_option("sqlalchemy.url") or get_settings().database_url
+    return config.get_main_option("sqlalchemy.url") or get_settings().database_admin_url
 
 
 def _run(connection: Connection) -> None:

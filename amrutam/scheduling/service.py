@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from redis.asyncio import Redis
 
+from amrutam.audit.log import Actor, record
 from amrutam.auth.tokens import Principal
 from amrutam.cache import Cache
 from amrutam.db import Database
@@ -65,7 +66,7 @@ class Scheduling:
     # -- availability ---------------------------------------------------------------
 
     async def create_slots(
-        self, doctor_id: uuid.UUID, times: list[tuple[datetime, datetime]]
+        self, actor: Actor, doctor_id: uuid.UUID, times: list[tuple[datetime, datetime]]
     ) -> bytes:
         if not times:
             raise InvalidInput("no slots to create", [FieldError("slots", "nothing to create")])
@@ -98,10 +99,12 @@ class Scheduling:
                 raise Conflict(
                     "a slot overlaps another slot of yours; nothing was created"
                 ) from exc
+            await record(conn, actor, "slot.created", "doctor", doctor_id, {"count": len(rows)})
         await self._touch_dates(timezone, (s for s, _ in times))
         return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
 
-    async def delete_slot(self, doctor_id: uuid.UUID, slot_id: uuid.UUID) -> None:
+    async def delete_slot(self, actor: Actor, slot_id: uuid.UUID) -> None:
+        doctor_id = actor.user_id
         async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """
@@ -117,6 +120,7 @@ class Scheduling:
             if row["status"] != "open":
                 raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
             await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
+            await record(conn, actor, "slot.deleted", "slot", slot_id)
         await self._touch_dates(row["timezone"], [row["starts_at"]])
 
     async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
@@ -161,13 +165,14 @@ class Scheduling:
     # -- booking --------------------------------------------------------------------
 
     async def book(
-        self, patient_id: uuid.UUID, slot_id: uuid.UUID, reason: str | None, key: str | None
+        self, actor: Actor, slot_id: uuid.UUID, reason: str | None, key: str | None
     ) -> Booking:
         """Book a slot; the result says whether the appointment was created just now.
 
         A retry with the Idempotency-Key of a booking that already committed (its
         response lost, Redis down) gets that same appointment back, not a 409.
         """
+        patient_id = actor.user_id
         async with (
             slot_lock(self._redis, str(slot_id), self._lock_ttl_ms),
             self._db.connection() as conn,
@@ -211,12 +216,20 @@ class Scheduling:
             await conn.execute(
                 "UPDATE availability_slots SET status = 'booked' WHERE id = $1", slot_id
             )
+            await record(
+                conn,
+                actor,
+                "appointment.booked",
+                "appointment",
+                row["id"],
+                {"slot_id": str(slot_id)},
+            )
         await self._touch_dates(slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(dict(row)), created=True)
 
     @staticmethod
     async def _same_booking(
-        conn: asyncpg.Connection, patient_id: uuid.UUID, slot_id: uuid.UUID, key: str | None
+        conn: asyncpg.Connection, patient_id: uuid.UUID | None, slot_id: uuid.UUID, key: str | None
     ) -> asyncpg.Record | None:
         if key is None:
             return None
@@ -228,7 +241,7 @@ class Scheduling:
             slot_id,
         )
 
-    async def cancel(self, who: Principal, appointment_id: uuid.UUID) -> bytes:
+    async def cancel(self, who: Actor, appointment_id: uuid.UUID) -> bytes:
         async with self._db.connection() as conn, conn.transaction():
             current = await conn.fetchrow(
                 """
@@ -252,13 +265,15 @@ class Scheduling:
                 "UPDATE availability_slots SET status = 'open' WHERE id = $1 AND status = 'booked'",
                 current["slot_id"],
             )
+            await record(conn, who, "appointment.cancelled", "appointment", appointment_id)
         await self._touch_dates(current["timezone"], [current["starts_at"]])
         return dumps(dict(row))
 
     async def reschedule(
-        self, patient_id: uuid.UUID, appointment_id: uuid.UUID, new_slot_id: uuid.UUID
+        self, actor: Actor, appointment_id: uuid.UUID, new_slot_id: uuid.UUID
     ) -> bytes:
         """Move a booking to another slot of the same doctor, all or nothing."""
+        patient_id = actor.user_id
         async with (
             slot_lock(self._redis, str(new_slot_id), self._lock_ttl_ms),
             self._db.connection() as conn,
@@ -315,12 +330,20 @@ class Scheduling:
                 new_slot_id,
                 current["slot_id"],
             )
+            await record(
+                conn,
+                actor,
+                "appointment.rescheduled",
+                "appointment",
+                appointment_id,
+                {"from_slot_id": str(current["slot_id"]), "to_slot_id": str(new_slot_id)},
+            )
         await self._touch_dates(target["timezone"], [target["starts_at"], current["starts_at"]])
         return dumps(dict(row))
 
     # -- reading appointments -------------------------------------------------------
 
-    async def appointment(self, who: Principal, appointment_id: uuid.UUID) -> bytes:
+    async def appointment(self, who: Actor, appointment_id: uuid.UUID) -> bytes:
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
                 f"SELECT {_APPOINTMENT} FROM appointments WHERE id = $1", appointment_id
@@ -331,7 +354,7 @@ class Scheduling:
             raise NotFound("no such appointment")
         return dumps(dict(row))
 
-    async def appointments(self, who: Principal, query: AppointmentQuery) -> bytes:
+    async def appointments(self, who: Actor, query: AppointmentQuery) -> bytes:
         column = "doctor_id" if who.role == "doctor" else "patient_id"
         args: list[Any] = [who.user_id]
         where = [f"{column} = $1"]

@@ -15,7 +15,7 @@ from amrutam.scheduling.schemas import (
     RescheduleIn,
 )
 from api.durable import finishes_if_disconnected
-from api.guards import BEARER, principal, require
+from api.guards import BEARER, actor, require
 from api.middleware import services
 from api.responses import raw_json
 from api.validation import parse_body, parse_query
@@ -38,7 +38,7 @@ APPOINTMENT = {"application/json": AppointmentOut}
 async def book(request: Request) -> HTTPResponse:
     data = parse_body(request, BookingIn)
     booking = await services(request).scheduling.book(
-        principal(request).user_id,
+        actor(request),
         data.slot_id,
         data.reason,
         request.headers.get("idempotency-key"),
@@ -64,7 +64,7 @@ async def book(request: Request) -> HTTPResponse:
 @require("patient", "doctor")
 async def list_appointments(request: Request) -> HTTPResponse:
     query = parse_query(request, AppointmentQuery)
-    return raw_json(await services(request).scheduling.appointments(principal(request), query))
+    return raw_json(await services(request).scheduling.appointments(actor(request), query))
 
 
 @bp.get("/<appointment_id:uuid>")
@@ -73,9 +73,7 @@ async def list_appointments(request: Request) -> HTTPResponse:
 )
 @require()
 async def get_appointment(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
-    return raw_json(
-        await services(request).scheduling.appointment(principal(request), appointment_id)
-    )
+    return raw_json(await services(request).scheduling.appointment(actor(request), appointment_id))
 
 
 @bp.post("/<appointment_id:uuid>/cancel")
@@ -85,7 +83,7 @@ async def get_appointment(request: Request, appointment_id: uuid.UUID) -> HTTPRe
 @require("patient", "doctor")
 @finishes_if_disconnected
 async def cancel(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
-    return raw_json(await services(request).scheduling.cancel(principal(request), appointment_id))
+    return raw_json(await services(request).scheduling.cancel(actor(request), appointment_id))
 
 
 @bp.post("/<appointment_id:uuid>/reschedule")
@@ -101,6 +99,6 @@ async def cancel(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
 async def reschedule(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
     data = parse_body(request, RescheduleIn)
     body = await services(request).scheduling.reschedule(
-        principal(request).user_id, appointment_id, data.slot_id
+        actor(request), appointment_id, data.slot_id
     )
     return raw_json(body)

@@ -7,7 +7,7 @@ from sanic_ext import openapi
 
 from amrutam.auth.schemas import AuthResult, Credentials, RefreshRequest, Registration, UserOut
 from amrutam.errors import AuthenticationFailed, Busy
-from api.guards import principal, require
+from api.guards import actor, principal, require
 from api.middleware import note_rate_limit, services
 from api.responses import json_response
 from api.validation import parse_body
@@ -26,7 +26,7 @@ async def register(request: Request) -> HTTPResponse:
     svc = services(request)
     data = parse_body(request, Registration)
     async with svc.db.session() as session:
-        result = await svc.auth.register(session, data)
+        result = await svc.auth.register(session, data, actor(request))
         await session.commit()
     return json_response(result, 201)
 
@@ -52,9 +52,12 @@ async def login(request: Request) -> HTTPResponse:
             raise Busy("too many login attempts; try again later", decision.reset_in)
     try:
         async with svc.db.session() as session:
-            result = await svc.auth.login(session, credentials)
+            result = await svc.auth.login(session, credentials, actor(request))
             await session.commit()
     except AuthenticationFailed:
+        async with svc.db.session() as session:
+            await svc.auth.login_failed(session, credentials.email, actor(request))
+            await session.commit()
         note_rate_limit(
             request, await svc.limiter.hit(svc.policies.login_account, credentials.email)
         )
@@ -74,7 +77,7 @@ async def refresh(request: Request) -> HTTPResponse:
     svc = services(request)
     data = parse_body(request, RefreshRequest)
     async with svc.db.session() as session:
-        result = await svc.auth.refresh(session, data.refresh_token)
+        result = await svc.auth.refresh(session, data.refresh_token, actor(request))
         await session.commit()
     return json_response(result)
 
@@ -89,7 +92,7 @@ async def logout(request: Request) -> HTTPResponse:
     who = principal(request)
     if who.family_id is not None:
         async with svc.db.session() as session:
-            await svc.auth.revoke_family(session, who.family_id)
+            await svc.auth.logout(session, actor(request), who.family_id)
             await session.commit()
     return HTTPResponse(status=204)
 

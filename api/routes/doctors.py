@@ -17,7 +17,7 @@ from amrutam.scheduling.schemas import (
     SlotQuery,
     WeeklyRule,
 )
-from api.guards import BEARER, principal, require
+from api.guards import BEARER, actor, principal, require
 from api.middleware import services
 from api.responses import raw_json
 from api.validation import json_body, parse_query, validate
@@ -36,7 +36,8 @@ bp = Blueprint("doctors", url_prefix="/v1/doctors")
 @require("doctor")
 async def put_profile(request: Request) -> HTTPResponse:
     data = validate(ProfileIn, json_body(request))
-    body = await services(request).doctors.upsert_profile(principal(request).user_id, data)
+    who = principal(request)
+    body = await services(request).doctors.upsert_profile(actor(request), who.user_id, data)
     return raw_json(body)
 
 
@@ -105,7 +106,9 @@ async def create_slots(request: Request) -> HTTPResponse:
             )
         if not times:
             raise InvalidInput("the rule makes no slots", [FieldError("weekdays", "no slot fits")])
-    body = await services(request).scheduling.create_slots(principal(request).user_id, times)
+    body = await services(request).scheduling.create_slots(
+        actor(request), principal(request).user_id, times
+    )
     return raw_json(body, 201)
 
 
@@ -128,5 +131,5 @@ async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
 @openapi.definition(summary="Delete an open slot", tag="doctors", secured=BEARER)
 @require("doctor")
 async def delete_slot(request: Request, slot_id: uuid.UUID) -> HTTPResponse:
-    await services(request).scheduling.delete_slot(principal(request).user_id, slot_id)
+    await services(request).scheduling.delete_slot(actor(request), slot_id)
     return HTTPResponse(status=204)

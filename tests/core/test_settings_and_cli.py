@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from amrutam.settings import Settings
-from tests.conftest import assert_problem, bearer, unique_email
+from tests.conftest import as_app_role, assert_problem, bearer, unique_email
 from tests.servers import ApiServer
 
 
@@ -24,6 +24,9 @@ def test_production_refuses_the_development_jwt_secret(monkeypatch: pytest.Monke
     with pytest.raises(ValidationError):
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv("AMRUTAM_JWT_SECRET", "x" * 48)
+    with pytest.raises(ValidationError, match="AMRUTAM_AUDIT_SIGNING_KEY"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AMRUTAM_AUDIT_SIGNING_KEY", "y" * 48)
     assert Settings(_env_file=None).environment == "production"  # type: ignore[call-arg]
 
 
@@ -32,7 +35,8 @@ def _amrutam(
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "AMRUTAM_DATABASE_URL": database_url,
+        "AMRUTAM_DATABASE_URL": as_app_role(database_url),
+        "AMRUTAM_DATABASE_ADMIN_URL": database_url,
         "AMRUTAM_ARGON2_TIME_COST": "1",
         "AMRUTAM_ARGON2_MEMORY_KIB": "8192",
     }

@@ -1,0 +1,231 @@
+"""Keeping the audit trail's range partitions ahead of time, and applying retention.
+
+Unlike pg_partman this does not wait for data: ``premake`` future partitions always
+exist. Rows that landed in the DEFAULT partition (because maintenance had not run)
+are moved into the partition created for them, in the same transaction, instead of
+blocking maintenance. After a long gap it creates only what retention keeps.
+Idempotent: a second run with nothing new to do changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from amrutam.audit.log import SYSTEM, record
+
+OWNER_ROLE = "amrutam_owner"
+
+
+@dataclass(frozen=True)
+class Interval:
+    name: str
+    pg_unit: str
+
+    def floor(self, moment: datetime) -> datetime:
+        moment = moment.astimezone(UTC)
+        day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        if self.name == "monthly":
+            return day.replace(day=1)
+        if self.name == "weekly":
+            return day - timedelta(days=day.weekday())
+        return day
+
+    def next(self, start: datetime) -> datetime:
+        if self.name == "monthly":
+            return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return start + timedelta(days=7 if self.name == "weekly" else 1)
+
+    def shift(self, start: datetime, count: int) -> datetime:
+        for _ in range(abs(count)):
+            start = self.next(start) if count > 0 else self.floor(start - timedelta(days=1))
+        return start
+
+    def suffix(self, start: datetime) -> str:
+        if self.name == "monthly":
+            return start.strftime("%Y_%m")
+        if self.name == "weekly":
+            year, week, _ = start.isocalendar()
+            return f"{year}_w{week:02d}"
+        return start.strftime("%Y_%m_%d")
+
+
+MONTHLY = Interval("monthly", "month")
+WEEKLY = Interval("weekly", "week")
+DAILY = Interval("daily", "day")
+INTERVALS = {i.name: i for i in (MONTHLY, WEEKLY, DAILY)}
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
+
+
+def _check(table: str) -> str:
+    if not _IDENT.match(table):
+        raise ValueError(f"not a table name we manage: {table!r}")
+    return table
+
+
+def partition_name(table: str, interval: Interval, start: datetime) -> str:
+    return f"{_check(table)}_{interval.suffix(start)}"
+
+
+def create_partition_sql(table: str, interval: Interval, start: datetime) -> list[str]:
+    """Statements that add an (empty-default) partition; used by the first migration."""
+    name, end = partition_name(table, interval, start), interval.next(start)
+    return [
+        f"CREATE TABLE {name} PARTITION OF {table} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {name} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only()",
+        f"ALTER TABLE {name} OWNER TO {OWNER_ROLE}",
+    ]
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class Report:
+    time: datetime
+    created: list[str] = field(default_factory=list)
+    detached: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    moved_from_default: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(),
+            "created": self.created,
+            "detached": self.detached,
+            "dropped": self.dropped,
+            "movedFromDefault": self.moved_from_default,
+        }
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.detached or self.dropped or self.moved_from_default)
+
+
+async def partitions(conn: asyncpg.Connection, table: str) -> list[Partition]:
+    rows = await conn.fetch(
+        """
+        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = $1::regclass
+        """,
+        _check(table),
+    )
+    found = []
+    for row in rows:
+        match = _BOUNDS.search(row["bound"])
+        if match:
+            start, end = (datetime.fromisoformat(v).astimezone(UTC) for v in match.groups())
+            found.append(Partition(row["relname"], start, end))
+    return sorted(found, key=lambda p: p.start)
+
+
+async def status(conn: asyncpg.Connection, table: str = "audit_logs") -> dict[str, Any]:
+    parts = await partitions(conn, table)
+    default_rows = await conn.fetchval(f"SELECT count(*) FROM {_check(table)}_default")
+    return {
+        "horizon": parts[-1].end.isoformat() if parts else None,
+        "partitions": len(parts),
+        "oldest": parts[0].name if parts else None,
+        "newest": parts[-1].name if parts else None,
+        "defaultPartitionRows": int(default_rows),
+    }
+
+
+async def maintain(
+    conn: asyncpg.Connection,
+    *,
+    table: str = "audit_logs",
+    interval: Interval = MONTHLY,
+    premake: int = 3,
+    keep: int | None = None,
+    action: str = "detach",
+    now: datetime | None = None,
+) -> Report:
+    """Create what is missing, move default-partition rows, apply retention."""
+    if action not in ("detach", "drop"):
+        raise ValueError("retention action is detach or drop")
+    table = _check(table)
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    report = Report(time=now)
+    current = interval.floor(now)
+    cutoff = interval.shift(current, -keep) if keep is not None else None
+    existing = {p.start: p for p in await partitions(conn, table)}
+
+    wanted = {interval.shift(current, k) for k in range(premake + 1)}
+    stranded = await conn.fetch(
+        f"SELECT DISTINCT date_trunc('{interval.pg_unit}', occurred_at AT TIME ZONE 'UTC') "
+        f"AS period FROM {table}_default"
+    )
+    for row in stranded:
+        start = interval.floor(row["period"].replace(tzinfo=UTC))
+        if cutoff is None or start >= cutoff:
+            wanted.add(start)
+
+    for start in sorted(wanted - existing.keys()):
+        name = partition_name(table, interval, start)
+        report.moved_from_default += await _create(conn, table, name, start, interval.next(start))
+        report.created.append(name)
+
+    if cutoff is not None:
+        for part in sorted(existing.values(), key=lambda p: p.start):
+            if part.end <= cutoff:
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL ROLE {OWNER_ROLE}")
+                    if action == "drop":
+                        await conn.execute(f"DROP TABLE {part.name}")
+                        report.dropped.append(part.name)
+                    else:
+                        await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
+                        report.detached.append(part.name)
+    return report
+
+
+async def _create(
+    conn: asyncpg.Connection, table: str, name: str, start: datetime, end: datetime
+) -> int:
+    """One transaction: a new table, the default partition's rows in range moved into
+    it, attached as the partition for [start, end). Returns how many rows moved."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL ROLE {OWNER_ROLE}")
+        await conn.execute("SET LOCAL amrutam.audit_maintenance = 'on'")
+        await conn.execute(
+            f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+        )
+        moved = await conn.fetchval(
+            f"""
+            WITH moved AS (
+                DELETE FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2
+                RETURNING *
+            ), kept AS (INSERT INTO {name} SELECT * FROM moved RETURNING 1)
+            SELECT count(*) FROM kept
+            """,
+            start,
+            end,
+        )
+        await conn.execute(
+            f"ALTER TABLE {table} ATTACH PARTITION {name} "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+        )
+        await conn.execute(
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {name} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only()"
+        )
+        if moved:
+            await record(
+                conn, SYSTEM, "audit.partition_rows_moved", "partition", name,
+                {"rows": int(moved), "from": f"{table}_default"},
+            )
+    return int(moved)

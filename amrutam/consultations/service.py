@@ -1,0 +1,183 @@
+"""The visit: consultations and prescriptions, each step audited in its transaction.
+
+Clinical content (notes, diagnosis, prescription items) is returned to the people
+allowed to see it and never written to logs or to audit details.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from amrutam.audit.log import Actor, record
+from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
+from amrutam.db import Database
+from amrutam.errors import Conflict, NotFound
+from amrutam.jsonutil import dumps
+from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+
+_CONSULTATION = (
+    "id, appointment_id, doctor_id, patient_id, status, started_at, completed_at, notes, diagnosis"
+)
+_PRESCRIPTION = "id, consultation_id, doctor_id, patient_id, items, notes, issued_at"
+
+
+def _prescription(row: asyncpg.Record) -> dict[str, Any]:
+    # jsonb arrives as text: embed it as it is rather than parse and re-encode it.
+    return {**dict(row), "items": orjson.Fragment(row["items"])}
+
+
+def _may_see(actor: Actor, row: asyncpg.Record) -> bool:
+    return actor.role == "admin" or actor.user_id in (row["patient_id"], row["doctor_id"])
+
+
+class Consultations:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def start(self, actor: Actor, appointment_id: uuid.UUID) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
+            appointment = await conn.fetchrow(
+                "SELECT status, patient_id, doctor_id FROM appointments "
+                "WHERE id = $1 AND doctor_id = $2 FOR UPDATE",
+                appointment_id,
+                actor.user_id,
+            )
+            if appointment is None:
+                raise NotFound("no such appointment")
+            if appointment["status"] != "booked":
+                raise Conflict(f"the appointment is {appointment['status']}")
+            try:
+                row = await conn.fetchrow(
+                    f"INSERT INTO consultations (id, appointment_id, doctor_id, patient_id) "
+                    f"VALUES ($1, $2, $3, $4) RETURNING {_CONSULTATION}",
+                    uuid.uuid4(),
+                    appointment_id,
+                    appointment["doctor_id"],
+                    appointment["patient_id"],
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict("this consultation has already started") from exc
+            await record(
+                conn,
+                actor,
+                "consultation.started",
+                "consultation",
+                row["id"],
+                {"appointment_id": str(appointment_id)},
+            )
+        return dumps(dict(row))
+
+    async def complete(self, actor: Actor, consultation_id: uuid.UUID, data: CompleteIn) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
+            current = await conn.fetchrow(
+                "SELECT status, appointment_id FROM consultations "
+                "WHERE id = $1 AND doctor_id = $2 FOR UPDATE",
+                consultation_id,
+                actor.user_id,
+            )
+            if current is None:
+                raise NotFound("no such consultation")
+            if current["status"] != "started":
+                raise Conflict("this consultation is already completed")
+            row = await conn.fetchrow(
+                f"UPDATE consultations SET status = 'completed', completed_at = now(), "
+                f"notes = $2, diagnosis = $3 WHERE id = $1 RETURNING {_CONSULTATION}",
+                consultation_id,
+                data.notes,
+                data.diagnosis,
+            )
+            await conn.execute(
+                "UPDATE appointments SET status = 'completed', updated_at = now() WHERE id = $1",
+                current["appointment_id"],
+            )
+            await record(conn, actor, "consultation.completed", "consultation", consultation_id)
+        return dumps(dict(row))
+
+    async def get(self, actor: Actor, consultation_id: uuid.UUID) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_CONSULTATION} FROM consultations WHERE id = $1", consultation_id
+            )
+            if row is None or not _may_see(actor, row):
+                raise NotFound("no such consultation")
+            await record(conn, actor, "consultation.viewed", "consultation", consultation_id)
+        return dumps(dict(row))
+
+    async def prescribe(
+        self, actor: Actor, consultation_id: uuid.UUID, data: PrescriptionIn
+    ) -> bytes:
+        items = orjson.dumps([item.model_dump() for item in data.items]).decode()
+        async with self._db.connection() as conn, conn.transaction():
+            consultation = await conn.fetchrow(
+                "SELECT patient_id FROM consultations WHERE id = $1 AND doctor_id = $2",
+                consultation_id,
+                actor.user_id,
+            )
+            if consultation is None:
+                raise NotFound("no such consultation")
+            row = await conn.fetchrow(
+                f"INSERT INTO prescriptions (id, consultation_id, doctor_id, patient_id, items, "
+                f"notes) VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING {_PRESCRIPTION}",
+                uuid.uuid4(),
+                consultation_id,
+                actor.user_id,
+                consultation["patient_id"],
+                items,
+                data.notes,
+            )
+            await record(
+                conn,
+                actor,
+                "prescription.issued",
+                "prescription",
+                row["id"],
+                {"consultation_id": str(consultation_id), "items": len(data.items)},
+            )
+        return dumps(_prescription(row))
+
+    async def prescription(self, actor: Actor, prescription_id: uuid.UUID) -> bytes:
+        async with self._db.connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE id = $1", prescription_id
+            )
+            if row is None or not _may_see(actor, row):
+                raise NotFound("no such prescription")
+            await record(conn, actor, "prescription.viewed", "prescription", prescription_id)
+        return dumps(_prescription(row))
+
+    async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:
+        args: list[Any] = [actor.user_id]
+        where = "patient_id = $1"
+        if query.cursor:
+            issued, last_id = decode_cursor(query.cursor, 2)
+            try:
+                args += [datetime.fromisoformat(issued), uuid.UUID(last_id)]
+            except (TypeError, ValueError) as exc:
+                raise invalid_cursor() from exc
+            where += " AND (issued_at, id) < ($2, $3)"
+        args.append(query.limit + 1)
+        async with self._db.connection() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE {where} "
+                f"ORDER BY issued_at DESC, id DESC LIMIT ${len(args)}",
+                *args,
+            )
+            await record(
+                conn,
+                actor,
+                "prescription.viewed",
+                "patient",
+                actor.user_id,
+                {"listed": len(rows[: query.limit])},
+            )
+        items = [_prescription(r) for r in rows[: query.limit]]
+        next_cursor = None
+        if len(rows) > query.limit:
+            last = rows[query.limit - 1]
+            next_cursor = encode_cursor([last["issued_at"].isoformat(), str(last["id"])])
+        return dumps({"items": items, "next_cursor": next_cursor})

@@ -1,0 +1,113 @@
+"""The visit: /v1/appointments/{id}/consultation, /v1/consultations, /v1/prescriptions."""
+
+from __future__ import annotations
+
+import uuid
+
+from sanic import Blueprint, HTTPResponse, Request
+from sanic_ext import openapi
+
+from amrutam.consultations.schemas import (
+    CompleteIn,
+    ConsultationOut,
+    PageQuery,
+    PrescriptionIn,
+    PrescriptionOut,
+    PrescriptionPage,
+)
+from api.durable import finishes_if_disconnected
+from api.guards import BEARER, actor, require
+from api.middleware import services
+from api.responses import raw_json
+from api.validation import parse_body, parse_query
+
+bp = Blueprint("consultations")
+CONSULTATION = {"application/json": ConsultationOut}
+PRESCRIPTION = {"application/json": PrescriptionOut}
+
+
+@bp.post("/v1/appointments/<appointment_id:uuid>/consultation")
+@openapi.definition(
+    summary="Start the consultation (the appointment's doctor)",
+    tag="consultations",
+    secured=BEARER,
+    response=CONSULTATION,
+)
+@require("doctor")
+@finishes_if_disconnected
+async def start(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
+    body = await services(request).consultations.start(actor(request), appointment_id)
+    return raw_json(body, 201)
+
+
+@bp.post("/v1/consultations/<consultation_id:uuid>/complete")
+@openapi.definition(
+    summary="Complete it with notes; the appointment becomes completed",
+    tag="consultations",
+    secured=BEARER,
+    body={"application/json": CompleteIn},
+    response=CONSULTATION,
+)
+@require("doctor")
+@finishes_if_disconnected
+async def complete(request: Request, consultation_id: uuid.UUID) -> HTTPResponse:
+    data = parse_body(request, CompleteIn)
+    body = await services(request).consultations.complete(actor(request), consultation_id, data)
+    return raw_json(body)
+
+
+@bp.get("/v1/consultations/<consultation_id:uuid>")
+@openapi.definition(
+    summary="A consultation (its patient, its doctor, admins)",
+    tag="consultations",
+    secured=BEARER,
+    response=CONSULTATION,
+)
+@require()
+async def get_consultation(request: Request, consultation_id: uuid.UUID) -> HTTPResponse:
+    return raw_json(await services(request).consultations.get(actor(request), consultation_id))
+
+
+@bp.post("/v1/consultations/<consultation_id:uuid>/prescriptions")
+@openapi.definition(
+    summary="Issue a prescription (the consultation's doctor)",
+    tag="consultations",
+    secured=BEARER,
+    body={"application/json": PrescriptionIn},
+    response=PRESCRIPTION,
+)
+@require("doctor")
+@finishes_if_disconnected
+async def prescribe(request: Request, consultation_id: uuid.UUID) -> HTTPResponse:
+    data = parse_body(request, PrescriptionIn)
+    body = await services(request).consultations.prescribe(actor(request), consultation_id, data)
+    return raw_json(body, 201)
+
+
+@bp.get("/v1/prescriptions/<prescription_id:uuid>")
+@openapi.definition(
+    summary="A prescription (its patient, its doctor, admins)",
+    tag="consultations",
+    secured=BEARER,
+    response=PRESCRIPTION,
+)
+@require()
+async def get_prescription(request: Request, prescription_id: uuid.UUID) -> HTTPResponse:
+    body = await services(request).consultations.prescription(actor(request), prescription_id)
+    return raw_json(body)
+
+
+@bp.get("/v1/patients/me/prescriptions")
+@openapi.definition(
+    summary="The caller's prescriptions, newest first",
+    tag="consultations",
+    secured=BEARER,
+    response={"application/json": PrescriptionPage},
+)
+@openapi.parameter("limit", int)
+@openapi.parameter("cursor", str)
+@require("patient")
+async def my_prescriptions(request: Request) -> HTTPResponse:
+    query = parse_query(request, PageQuery)
+    body = await services(request).consultations.patient_prescriptions(actor(request), query)
+    return raw_json(body)
