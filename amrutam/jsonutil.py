@@ -14,3 +14,9 @@ def _fallback(value: Any) -> str:
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_fallback)
+
+
+def json_value(value: Any) -> Any:
+    """A json/jsonb column as Python data, whichever codec the connection has (the
+    SQLAlchemy pool's connections decode it; plain asyncpg ones return text)."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value

@@ -22,6 +22,22 @@ def pg_dsn(database_url: str) -> str:
     return database_url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def make_admin(database_url: str) -> dict[str, str]:
+    """An administrator inserted directly, with a bearer header."""
+    admin_id = uuid.uuid4()
+    conn = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        await conn.execute(
+            "INSERT INTO users (id, email, password_hash, full_name, role) "
+            "VALUES ($1, $2, '!', 'Test Admin', 'admin')",
+            admin_id,
+            f"admin-{admin_id.hex}@example.com",
+        )
+    finally:
+        await conn.close()
+    return {"Authorization": f"Bearer {_tokens.issue(admin_id, 'admin', uuid.uuid4())}"}
+
+
 async def make_patients(database_url: str, count: int) -> list[dict[str, str]]:
     """Patients inserted directly (no password hashing); each with a bearer header."""
     ids = [uuid.uuid4() for _ in range(count)]

@@ -225,7 +225,11 @@ async def _create(
         )
         if moved:
             await record(
-                conn, SYSTEM, "audit.partition_rows_moved", "partition", name,
+                conn,
+                SYSTEM,
+                "audit.partition_rows_moved",
+                "partition",
+                name,
                 {"rows": int(moved), "from": f"{table}_default"},
             )
     return int(moved)

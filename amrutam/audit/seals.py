@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from amrutam.audit.log import canonical_detail, row_hash
+from amrutam.jsonutil import json_value
 from amrutam.timeutil import utcnow
 
 PERIOD = timedelta(hours=1)
@@ -115,7 +115,7 @@ async def verify(
         )
         async for row in cursor:
             checked += 1
-            detail = canonical_detail(json.loads(row["detail"]))
+            detail = canonical_detail(json_value(row["detail"]))
             expected = row_hash(
                 row["id"],
                 row["occurred_at"],

@@ -6,13 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from amrutam.audit.log import Actor, record
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import Verdict, seal, verify
 from amrutam.db import Database
-from amrutam.jsonutil import dumps
+from amrutam.jsonutil import dumps, json_value
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 _COLUMNS = (
@@ -62,7 +60,7 @@ class AuditTrail:
             rows = await conn.fetch(sql, *args)
             filters = query.model_dump(mode="json", exclude_none=True, exclude={"cursor"})
             await record(conn, actor, "audit.viewed", "audit_logs", None, filters)
-        items = [{**dict(r), "detail": orjson.Fragment(r["detail"])} for r in rows[: query.limit]]
+        items = [{**dict(r), "detail": json_value(r["detail"])} for r in rows[: query.limit]]
         next_cursor = None
         if len(rows) > query.limit:
             last = rows[query.limit - 1]

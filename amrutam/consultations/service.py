@@ -17,7 +17,7 @@ from amrutam.audit.log import Actor, record
 from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
 from amrutam.db import Database
 from amrutam.errors import Conflict, NotFound
-from amrutam.jsonutil import dumps
+from amrutam.jsonutil import dumps, json_value
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 _CONSULTATION = (
@@ -27,8 +27,7 @@ _PRESCRIPTION = "id, consultation_id, doctor_id, patient_id, items, notes, issue
 
 
 def _prescription(row: asyncpg.Record) -> dict[str, Any]:
-    # jsonb arrives as text: embed it as it is rather than parse and re-encode it.
-    return {**dict(row), "items": orjson.Fragment(row["items"])}
+    return {**dict(row), "items": json_value(row["items"])}
 
 
 def _may_see(actor: Actor, row: asyncpg.Record) -> bool:

@@ -161,6 +161,7 @@ def upgrade() -> None:
     for table in (*BUSINESS_TABLES, "audit_logs", "audit_logs_default"):
         op.execute(f"ALTER TABLE {table} OWNER TO amrutam_owner")
     op.execute("ALTER FUNCTION audit_logs_append_only() OWNER TO amrutam_owner")
+    op.execute("GRANT USAGE, CREATE ON SCHEMA public TO amrutam_owner")  # new partitions
     op.execute("GRANT USAGE ON SCHEMA public TO amrutam_app")
     op.execute(
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(BUSINESS_TABLES)} TO amrutam_app"
