@@ -270,6 +270,7 @@ def dev_run(procfile: str) -> None:
     try:
         ctx = click.get_current_context()
         ctx.invoke(migrate)
+        ctx.invoke(partitions_maintain, interval="monthly", premake=3, keep=None, action="detach")
         ctx.invoke(seed)
         click.echo(f"serving on http://{settings.host}:{settings.port}  (Ctrl-C stops everything)")
         bindir = Path(sys.executable).parent

@@ -26,11 +26,23 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     task_default_queue="default",
-    task_routes={"workers.tasks.purge_expired_refresh_tokens": {"queue": "maintenance"}},
+    task_routes={
+        "workers.tasks.purge_expired_refresh_tokens": {"queue": "maintenance"},
+        "workers.tasks.maintain_audit_partitions": {"queue": "maintenance"},
+        "workers.tasks.seal_audit_trail": {"queue": "maintenance"},
+    },
     beat_schedule={
         "purge-expired-refresh-tokens": {
             "task": "workers.tasks.purge_expired_refresh_tokens",
             "schedule": crontab(hour=3, minute=15),
+        },
+        "maintain-audit-partitions": {
+            "task": "workers.tasks.maintain_audit_partitions",
+            "schedule": crontab(hour=2, minute=30),
+        },
+        "seal-audit-trail": {
+            "task": "workers.tasks.seal_audit_trail",
+            "schedule": crontab(minute="*/5"),
         },
     },
 )
