@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -87,6 +88,31 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         },
     )
     slots = await make_slots(client, doctor, count=3)
+    start = datetime.fromisoformat(slots[-1]["ends_at"])
+    created = await traced(
+        "POST",
+        "/v1/doctors/me/slots",
+        "slot.created",
+        headers=doctor["headers"],
+        json={
+            "slots": [
+                {
+                    "starts_at": start.isoformat(),
+                    "ends_at": (start + timedelta(minutes=30)).isoformat(),
+                }
+            ]
+        },
+    )
+    assert created.status_code == 201, created.text
+    throwaway = await register(client)
+    spare = created.json()["items"][0]["id"]
+    spare_booking = (await book(client, bearer(throwaway), spare)).json()
+    await traced(
+        "POST",
+        f"/v1/appointments/{spare_booking['id']}/cancel",
+        "appointment.cancelled",
+        headers=bearer(throwaway),
+    )
     await traced(
         "DELETE",
         f"/v1/doctors/me/slots/{slots[2]['id']}",
