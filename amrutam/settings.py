@@ -63,6 +63,22 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = 24 * 3600
     idempotency_lock_s: int = Field(60, ge=1, description="how long an in-flight key blocks")
 
+    # Notifications: "log" writes each message as a structured log line; "smtp" sends mail.
+    notification_provider: Literal["log", "smtp"] = "log"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "Amrutam <no-reply@amrutam.example>"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(10.0, gt=0)
+    task_max_retries: int = Field(6, ge=0, le=50)
+    task_retry_backoff_max_s: int = Field(600, ge=1)
+    broker_visibility_timeout_s: int = Field(
+        600, ge=5, description="an unacknowledged task is redelivered after this long"
+    )
+    worker_metrics_port: int = Field(9808, ge=1, le=65535)
+
     # Logging
     log_level: str = "INFO"
     log_file: str | None = Field(None, description="also log to this file, rotated daily")

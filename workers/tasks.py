@@ -2,67 +2,164 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from celery import Task
 
+from amrutam import deadletters, outbox
 from amrutam.audit.partitions import maintain
-from amrutam.audit.service import AuditTrail
-from amrutam.auth.service import AuthService
-from amrutam.db import Database, create_engine
+from amrutam.audit.seals import seal
 from amrutam.logs import get_logger
+from amrutam.notifications import service as notifications
+from amrutam.notifications.providers import DeliveryFailed, provider_for
 from amrutam.settings import get_settings
+from amrutam.timeutil import utcnow
 from workers.app import app
+from workers.runtime import admin_dsn, run
 
 log = get_logger(__name__)
+settings = get_settings()
 
 
-async def _purge() -> int:
-    settings = get_settings()
-    db = Database(create_engine(settings, "amrutam-worker"))
-    try:
-        async with db.transaction() as session:
-            return await AuthService(settings).purge_expired_tokens(session, timedelta(days=7))
-    finally:
-        await db.dispose()
+class Buried(Task):  # type: ignore[misc]
+    """A task whose final failure lands in the dead-letter store, with its error."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        queue = (self.request.delivery_info or {}).get("routing_key") or "default"
+        error = f"{type(exc).__name__}: {exc}"
+
+        async def bury(pool: asyncpg.Pool) -> None:
+            async with pool.acquire() as conn:
+                await deadletters.bury(conn, self.name, queue, list(args), error)
+                if self.name == deliver_notification.name and args:
+                    await notifications.note_failure(conn, args[0], error)
+
+        run(bury)
+        log.error("task.dead_lettered", task=self.name, task_id=task_id, error=error)
+
+
+def _enqueue_deliveries(ids: list[str]) -> None:
+    for notification_id in ids:
+        # The task id is the notification id: a duplicate enqueue is visibly the same work.
+        deliver_notification.apply_async(args=[notification_id], task_id=notification_id)
+
+
+@app.task(name="workers.tasks.relay_outbox")  # type: ignore[untyped-decorator]
+def relay_outbox() -> int:
+    """Publish committed domain events to the event handler (at least once)."""
+
+    def publish(event: dict[str, Any]) -> None:
+        handle_event.apply_async(args=[event], task_id=event["id"])
+
+    async def job(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            total = 0
+            while sent := await outbox.relay(conn, publish):
+                total += sent
+            return total
+
+    return run(job)
+
+
+@app.task(name="workers.tasks.handle_event", base=Buried)  # type: ignore[untyped-decorator]
+def handle_event(event: dict[str, Any]) -> int:
+    """Turn one event into its notifications (idempotent by event id)."""
+
+    async def job(pool: asyncpg.Pool) -> list[str]:
+        async with pool.acquire() as conn, conn.transaction():
+            return await notifications.notifications_for_event(conn, event)
+
+    ids = run(job)
+    _enqueue_deliveries(ids)
+    return len(ids)
+
+
+@app.task(  # type: ignore[untyped-decorator]
+    name="workers.tasks.deliver_notification",
+    base=Buried,
+    autoretry_for=(DeliveryFailed,),
+    retry_backoff=2,
+    retry_backoff_max=settings.task_retry_backoff_max_s,
+    retry_jitter=True,
+    max_retries=settings.task_max_retries,
+)
+def deliver_notification(notification_id: str) -> bool:
+    """Send one notification through the configured provider, once."""
+    provider = provider_for(settings)
+
+    async def job(pool: asyncpg.Pool) -> bool:
+        async with pool.acquire() as conn:
+            try:
+                return await notifications.deliver(conn, notification_id, provider)
+            except DeliveryFailed as exc:
+                await notifications.note_failure(conn, notification_id, str(exc))
+                raise
+
+    return run(job)
+
+
+@app.task(name="workers.tasks.schedule_reminders")  # type: ignore[untyped-decorator]
+def schedule_reminders() -> int:
+    """Reminders 24 hours and 1 hour ahead; each is created once, whatever restarts."""
+
+    async def job(pool: asyncpg.Pool) -> list[str]:
+        async with pool.acquire() as conn, conn.transaction():
+            return await notifications.due_reminders(conn, utcnow())
+
+    ids = run(job)
+    _enqueue_deliveries(ids)
+    return len(ids)
+
+
+@app.task(name="workers.tasks.mark_no_shows")  # type: ignore[untyped-decorator]
+def mark_no_shows() -> int:
+    async def job(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            return await notifications.mark_no_shows(conn)
+
+    return run(job)
 
 
 @app.task(name="workers.tasks.purge_expired_refresh_tokens")  # type: ignore[untyped-decorator]
 def purge_expired_refresh_tokens() -> int:
     """Delete refresh tokens that expired more than a week ago."""
-    return asyncio.run(_purge())
 
+    async def job(pool: asyncpg.Pool) -> int:
+        result = await pool.execute(
+            "DELETE FROM refresh_tokens WHERE expires_at < $1", utcnow() - timedelta(days=7)
+        )
+        return int(result.split()[-1])
 
-async def _maintain() -> dict[str, Any]:
-    settings = get_settings()
-    dsn = settings.database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
-    try:
-        report = await maintain(conn, premake=3)
-    finally:
-        await conn.close()
-    log.info("audit.partitions_maintained", **report.as_dict())
-    return report.as_dict()
+    return run(job)
 
 
 @app.task(name="workers.tasks.maintain_audit_partitions")  # type: ignore[untyped-decorator]
 def maintain_audit_partitions() -> dict[str, Any]:
     """Keep three monthly audit partitions ahead, whatever the traffic."""
-    return asyncio.run(_maintain())
 
+    async def job(_: asyncpg.Pool) -> dict[str, Any]:
+        conn = await asyncpg.connect(admin_dsn())
+        try:
+            return (await maintain(conn, premake=3)).as_dict()
+        finally:
+            await conn.close()
 
-async def _seal() -> int:
-    settings = get_settings()
-    db = Database(create_engine(settings, "amrutam-worker"))
-    try:
-        return await AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()).seal()
-    finally:
-        await db.dispose()
+    report = run(job)
+    log.info("audit.partitions_maintained", **report)
+    return report
 
 
 @app.task(name="workers.tasks.seal_audit_trail")  # type: ignore[untyped-decorator]
 def seal_audit_trail() -> int:
     """Seal the audit trail's closed hours (tamper evidence)."""
-    return asyncio.run(_seal())
+    key = settings.audit_signing_key.get_secret_value().encode()
+
+    async def job(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn, conn.transaction():
+            return await seal(conn, key)
+
+    return run(job)

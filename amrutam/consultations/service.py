@@ -18,6 +18,7 @@ from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
 from amrutam.db import Database
 from amrutam.errors import Conflict, NotFound
 from amrutam.jsonutil import dumps, json_value
+from amrutam.outbox import emit
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 _CONSULTATION = (
@@ -136,6 +137,16 @@ class Consultations:
                 "prescription",
                 row["id"],
                 {"consultation_id": str(consultation_id), "items": len(data.items)},
+            )
+            await emit(
+                conn,
+                "prescription.issued",
+                row["id"],
+                {
+                    "prescription_id": str(row["id"]),
+                    "patient_id": str(row["patient_id"]),
+                    "doctor_id": str(row["doctor_id"]),
+                },
             )
         return dumps(_prescription(row))
 

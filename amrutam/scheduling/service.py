@@ -28,6 +28,7 @@ from amrutam.doctors.service import availability_generation
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.jsonutil import dumps
 from amrutam.locks import slot_lock
+from amrutam.outbox import emit
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
 from amrutam.timeutil import utcnow
@@ -224,6 +225,7 @@ class Scheduling:
                 row["id"],
                 {"slot_id": str(slot_id)},
             )
+            await emit(conn, "appointment.booked", row["id"], _event(row))
         await self._touch_dates(slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(dict(row)), created=True)
 
@@ -266,6 +268,7 @@ class Scheduling:
                 current["slot_id"],
             )
             await record(conn, who, "appointment.cancelled", "appointment", appointment_id)
+            await emit(conn, "appointment.cancelled", appointment_id, _event(row))
         await self._touch_dates(current["timezone"], [current["starts_at"]])
         return dumps(dict(row))
 
@@ -338,6 +341,7 @@ class Scheduling:
                 appointment_id,
                 {"from_slot_id": str(current["slot_id"]), "to_slot_id": str(new_slot_id)},
             )
+            await emit(conn, "appointment.rescheduled", appointment_id, _event(row))
         await self._touch_dates(target["timezone"], [target["starts_at"], current["starts_at"]])
         return dumps(dict(row))
 
@@ -383,6 +387,15 @@ class Scheduling:
         zone = ZoneInfo(timezone)
         days = {instant.astimezone(zone).date() for instant in instants}
         await self._cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])
+
+
+def _event(appointment: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "appointment_id": str(appointment["id"]),
+        "patient_id": str(appointment["patient_id"]),
+        "doctor_id": str(appointment["doctor_id"]),
+        "starts_at": appointment["starts_at"].isoformat(),
+    }
 
 
 def _cursor_pair(cursor: str) -> tuple[datetime, uuid.UUID]:

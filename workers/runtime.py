@@ -1,0 +1,44 @@
+"""One event loop and one small asyncpg pool per worker process, made on first use.
+
+Tasks are synchronous functions; each runs its coroutine on this loop, so connections
+are reused across tasks instead of opened per task (and never shared across a fork).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+from amrutam.settings import get_settings
+
+T = TypeVar("T")
+_state: dict[str, object] = {}
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def run(job: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
+    if _state.get("pid") != os.getpid():
+        loop = asyncio.new_event_loop()
+        pool = loop.run_until_complete(
+            asyncpg.create_pool(
+                _plain(get_settings().database_url),
+                min_size=0,
+                max_size=4,
+                server_settings={"application_name": "amrutam-worker"},
+            )
+        )
+        _state.update(pid=os.getpid(), loop=loop, pool=pool)
+    current = _state["loop"]
+    assert isinstance(current, asyncio.AbstractEventLoop)
+    return current.run_until_complete(job(_state["pool"]))  # type: ignore[arg-type]
+
+
+def admin_dsn() -> str:
+    return _plain(get_settings().database_admin_url)
