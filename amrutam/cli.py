@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,6 +220,75 @@ def audit_verify(start: datetime | None, end: datetime | None) -> None:
     click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     if not result["ok"]:
         sys.exit(1)
+
+
+@main.group()
+def tasks() -> None:
+    """Background tasks that failed for good (the dead-letter store)."""
+
+
+async def _app_connection() -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(
+        get_settings().database_url.replace("postgresql+asyncpg://", "postgresql://")
+    )
+
+
+@tasks.command("dead")
+def tasks_dead() -> None:
+    """List tasks that exhausted their retries and were not requeued."""
+    from amrutam import deadletters
+
+    async def run(settings: Settings) -> list[dict[str, Any]]:
+        conn = await _app_connection()
+        try:
+            return await deadletters.pending(conn)
+        finally:
+            await conn.close()
+
+    rows = _run(run)
+    for row in rows:
+        click.echo(
+            f"{row['id']}  {row['failed_at']:%Y-%m-%d %H:%M:%S}  {row['task_name']}  "
+            f"{row['args']}  {row['error']}"
+        )
+    click.echo(f"{len(rows)} dead task(s)")
+
+
+@tasks.command("retry")
+@click.argument("ids", nargs=-1, type=click.UUID)
+@click.option("--all", "everything", is_flag=True, help="requeue every dead task")
+def tasks_retry(ids: tuple[uuid.UUID, ...], everything: bool) -> None:
+    """Requeue dead tasks (by id, or --all) with a fresh set of retries."""
+    from celery import Celery
+
+    from amrutam import deadletters
+
+    if not ids and not everything:
+        raise click.UsageError("name the dead tasks to retry, or pass --all")
+
+    async def run(settings: Settings) -> list[dict[str, Any]]:
+        conn = await _app_connection()
+        try:
+            async with conn.transaction():
+                taken = await deadletters.take_for_retry(conn, list(ids) if ids else None)
+                for row in taken:
+                    if row["task_name"].endswith("deliver_notification") and row["args"]:
+                        await conn.execute(
+                            "UPDATE notifications SET status = 'pending' WHERE id = $1 "
+                            "AND status = 'failed'",
+                            uuid.UUID(row["args"][0]),
+                        )
+                return taken
+        finally:
+            await conn.close()
+
+    taken = _run(run)
+    broker = Celery("amrutam-cli", broker=get_settings().redis_url)
+    for row in taken:
+        broker.send_task(row["task_name"], args=row["args"], queue=row["queue"])
+    click.echo(f"{len(taken)} task(s) requeued")
 
 
 @main.group()

@@ -13,7 +13,7 @@ os.environ.setdefault(
 
 from celery import Celery
 from celery.schedules import crontab
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from amrutam.logs import configure_logging
 from amrutam.settings import get_settings
@@ -43,7 +43,7 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
     worker_hijack_root_logger=False,
-    task_queues=[Queue(name) for name in QUEUES],
+    task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
     task_default_queue="default",
     task_routes={
         "workers.tasks.deliver_notification": {"queue": "notifications"},

@@ -23,18 +23,21 @@ def _plain(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def _make_pool() -> asyncpg.Pool:
+    # Created inside the loop that will use it: a pool binds to the running loop.
+    return await asyncpg.create_pool(
+        _plain(get_settings().database_url),
+        min_size=0,
+        max_size=4,
+        server_settings={"application_name": "amrutam-worker"},
+    )
+
+
 def run(job: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     if _state.get("pid") != os.getpid():
         loop = asyncio.new_event_loop()
-        pool = loop.run_until_complete(
-            asyncpg.create_pool(
-                _plain(get_settings().database_url),
-                min_size=0,
-                max_size=4,
-                server_settings={"application_name": "amrutam-worker"},
-            )
-        )
-        _state.update(pid=os.getpid(), loop=loop, pool=pool)
+        asyncio.set_event_loop(loop)
+        _state.update(pid=os.getpid(), loop=loop, pool=loop.run_until_complete(_make_pool()))
     current = _state["loop"]
     assert isinstance(current, asyncio.AbstractEventLoop)
     return current.run_until_complete(job(_state["pool"]))  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ class Buried(Task):  # type: ignore[misc]
             async with pool.acquire() as conn:
                 await deadletters.bury(conn, self.name, queue, list(args), error)
                 if self.name == deliver_notification.name and args:
-                    await notifications.note_failure(conn, args[0], error)
+                    await notifications.note_failure(conn, args[0], error, final=True)
 
         run(bury)
         log.error("task.dead_lettered", task=self.name, task_id=task_id, error=error)

@@ -24,7 +24,12 @@ EVENT_NOTIFICATIONS: dict[str, list[tuple[str, str]]] = {
     "appointment.rescheduled": [("reschedule", "patient_id")],
     "prescription.issued": [("prescription_ready", "patient_id")],
 }
-REMINDERS = {"reminder_24h": timedelta(hours=24), "reminder_1h": timedelta(hours=1)}
+# kind -> the window (from, to] ahead of now in which an appointment gets it: a booking
+# made 30 minutes ahead gets the 1-hour reminder only.
+REMINDERS = {
+    "reminder_24h": (timedelta(hours=1), timedelta(hours=24)),
+    "reminder_1h": (timedelta(0), timedelta(hours=1)),
+}
 _NAMESPACE = uuid.UUID("7d1b3c2e-1f7a-4c55-9c1e-4c9b6a0e2f10")
 
 SUBJECTS = {
@@ -82,12 +87,12 @@ async def _create(
 async def due_reminders(conn: asyncpg.Connection, now: datetime) -> list[str]:
     """Reminder rows for appointments entering their 24 h and 1 h windows (once each)."""
     created = []
-    for kind, lead in REMINDERS.items():
+    for kind, (after, until) in REMINDERS.items():
         rows = await conn.fetch(
             "SELECT id, patient_id FROM appointments "
             "WHERE status = 'booked' AND starts_at > $1 AND starts_at <= $2",
-            now,
-            now + lead,
+            now + after,
+            now + until,
         )
         for row in rows:
             source = uuid.uuid5(_NAMESPACE, f"{row['id']}:{kind}")
@@ -153,7 +158,15 @@ async def deliver(conn: asyncpg.Connection, notification_id: str, provider: Prov
     return True
 
 
-async def note_failure(conn: asyncpg.Connection, notification_id: str, error: str) -> None:
+async def note_failure(
+    conn: asyncpg.Connection, notification_id: str, error: str, final: bool = False
+) -> None:
+    """Keep the last error; ``final`` when retries are exhausted (dead-lettered)."""
     await conn.execute(
-        "UPDATE notifications SET last_error = $2 WHERE id = $1", uuid.UUID(notification_id), error
+        "UPDATE notifications SET last_error = $2, "
+        "status = CASE WHEN $3 AND status = 'pending' THEN 'failed' ELSE status END "
+        "WHERE id = $1",
+        uuid.UUID(notification_id),
+        error,
+        final,
     )
