@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     smtp_timeout_s: float = Field(10.0, gt=0)
     task_max_retries: int = Field(6, ge=0, le=50)
     task_retry_backoff_max_s: int = Field(600, ge=1)
+    # Full jitter spreads retries of many failed tasks; off gives exact 2, 4, 8 s delays.
+    task_retry_jitter: bool = True
     broker_visibility_timeout_s: int = Field(
         600, ge=5, description="an unacknowledged task is redelivered after this long"
     )

@@ -84,7 +84,7 @@ def handle_event(event: dict[str, Any]) -> int:
     autoretry_for=(DeliveryFailed,),
     retry_backoff=2,
     retry_backoff_max=settings.task_retry_backoff_max_s,
-    retry_jitter=True,
+    retry_jitter=settings.task_retry_jitter,
     max_retries=settings.task_max_retries,
 )
 def deliver_notification(notification_id: str) -> bool:

@@ -78,6 +78,7 @@ def worker_env(database_url: str, redis_url: str, smtp_port: int) -> dict[str, s
         "AMRUTAM_SMTP_TIMEOUT_S": "20",
         "AMRUTAM_TASK_MAX_RETRIES": "3",
         "AMRUTAM_TASK_RETRY_BACKOFF_MAX_S": "8",
+        "AMRUTAM_TASK_RETRY_JITTER": "false",
         "AMRUTAM_BROKER_VISIBILITY_TIMEOUT_S": "8",
         "AMRUTAM_WORKER_METRICS_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="amrutam-worker-metrics-"),
