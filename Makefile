@@ -6,7 +6,7 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install system-deps run test lint fmt services-up services-down clean bench
+.PHONY: install system-deps run test lint fmt services-up services-down clean bench slo loadtest
 
 install: system-deps $(VENV)/.synced
 
@@ -53,3 +53,11 @@ clean:
 bench: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	python -m loadtests.bench
+
+## slo: the short load run with the p95 gate that CI runs after the tests
+slo: install
+	python -m loadtests.run --profile ci
+
+## loadtest: a longer run on the large data set (10k doctors, 100k patients, 5M audit rows)
+loadtest: install
+	python -m loadtests.run --profile full

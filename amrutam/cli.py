@@ -88,8 +88,20 @@ def create_admin(email: str, password: str, full_name: str) -> None:
 
 
 @main.command()
-def seed() -> None:
-    """Load demo data (idempotent)."""
+@click.option("--doctors", type=click.IntRange(0), default=0, help="scale: seeded doctors")
+@click.option("--patients", type=click.IntRange(0), default=0, help="scale: seeded patients")
+@click.option(
+    "--days",
+    type=click.IntRange(0, 92),
+    default=14,
+    show_default=True,
+    help="scale: days of open slots per doctor (8 a day)",
+)
+@click.option("--audit-rows", type=click.IntRange(0), default=0, help="scale: audit rows")
+def seed(doctors: int, patients: int, days: int, audit_rows: int) -> None:
+    """Load demo data; with --doctors/--patients, data at scale too (COPY, idempotent)."""
+    if doctors or patients or audit_rows:
+        _seed_scale(doctors, patients, days, audit_rows)
     from amrutam.auth.service import AuthService
     from amrutam.cache import Cache
     from amrutam.db import Database, create_engine
@@ -116,6 +128,45 @@ def seed() -> None:
             click.echo(f"  {account.role.value:8} {account.email}")
 
     _run(load)
+
+
+def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None:
+    import asyncpg
+
+    from amrutam.audit.partitions import MONTHLY, maintain
+    from amrutam.auth.passwords import Passwords
+    from amrutam.seeding import SCALE_PASSWORD, seed_scale
+
+    settings = get_settings()
+    password_hash = Passwords(settings).hash_sync(SCALE_PASSWORD)
+    total = doctors + patients + doctors * days * 8 + audit_rows
+
+    async def run(settings: Settings) -> dict[str, int]:
+        conn = await asyncpg.connect(_admin_connection_url())
+        try:
+            if audit_rows:  # the year of history the audit rows spread over
+                await maintain(conn, premake=14, now=MONTHLY.shift(utcnow_month(), -12))
+            with click.progressbar(length=total, label="seeding at scale") as bar:
+                return await seed_scale(
+                    conn,
+                    password_hash,
+                    doctors,
+                    patients,
+                    days,
+                    audit_rows=audit_rows,
+                    progress=lambda _label, n: bar.update(n),
+                )
+        finally:
+            await conn.close()
+
+    added = _run(run)
+    click.echo(f"added {added}; scale accounts' password: {SCALE_PASSWORD}")
+
+
+def utcnow_month() -> datetime:
+    from amrutam.audit.partitions import MONTHLY
+
+    return MONTHLY.floor(datetime.now(UTC))
 
 
 def _admin_connection_url() -> str:

@@ -1,0 +1,223 @@
+"""Data at scale for load runs: doctors, patients, slots and audit rows, by COPY.
+
+Idempotent: every row has a deterministic email or id suffix, so a second run adds only
+what is missing. Every seeded account has the password ``SCALE_PASSWORD`` (one Argon2id
+hash shared by all, computed once).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from amrutam.audit.log import canonical_detail, row_hash
+
+SCALE_PASSWORD = "amrutam-load-test-1"
+SPECIALTIES = [
+    "cardiology",
+    "dermatology",
+    "general medicine",
+    "pediatrics",
+    "orthopedics",
+    "gynecology",
+    "psychiatry",
+    "ent",
+    "ophthalmology",
+    "neurology",
+    "ayurveda",
+    "endocrinology",
+]
+CITIES = [
+    "Pune",
+    "Mumbai",
+    "Delhi",
+    "Bengaluru",
+    "Chennai",
+    "Hyderabad",
+    "Kolkata",
+    "Jaipur",
+    "Ahmedabad",
+    "Lucknow",
+]
+LANGUAGES = ["english", "hindi", "marathi", "tamil", "telugu", "bengali", "kannada", "urdu"]
+_NS = uuid.UUID("3f6c0a52-8a0e-4b7e-9d0c-7e6f1b2a9c41")
+CHUNK = 20_000
+
+Progress = Callable[[str, int], None]
+
+
+def doctor_email(i: int) -> str:
+    return f"scale-doctor-{i}@amrutam.example"
+
+
+def patient_email(i: int) -> str:
+    return f"scale-patient-{i}@amrutam.example"
+
+
+def _user_id(kind: str, i: int) -> uuid.UUID:
+    return uuid.uuid5(_NS, f"{kind}:{i}")
+
+
+async def _existing(conn: asyncpg.Connection, pattern: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM users WHERE email LIKE $1", pattern))
+
+
+async def seed_scale(
+    conn: asyncpg.Connection,
+    password_hash: str,
+    doctors: int,
+    patients: int,
+    days: int,
+    slots_per_day: int = 8,
+    audit_rows: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    report = progress or (lambda _label, _n: None)
+    rng = random.Random(11)
+    added = {"doctors": 0, "patients": 0, "slots": 0, "audit_rows": 0}
+
+    have = await _existing(conn, "scale-doctor-%")
+    for start in range(have, doctors, CHUNK):
+        batch = range(start, min(doctors, start + CHUNK))
+        await conn.copy_records_to_table(
+            "users",
+            records=[
+                (_user_id("d", i), doctor_email(i), password_hash, f"Dr Scale {i}", "doctor")
+                for i in batch
+            ],
+            columns=["id", "email", "password_hash", "full_name", "role"],
+        )
+        await conn.copy_records_to_table(
+            "doctors",
+            records=[
+                (
+                    _user_id("d", i),
+                    f"Dr Scale {i}",
+                    SPECIALTIES[i % len(SPECIALTIES)],
+                    rng.sample(LANGUAGES, 2),
+                    rng.randrange(20_000, 150_000, 500),
+                    rng.randrange(0, 35),
+                    round(rng.uniform(3.0, 5.0), 2),
+                    CITIES[i % len(CITIES)],
+                    "Asia/Kolkata",
+                )
+                for i in batch
+            ],
+            columns=[
+                "user_id",
+                "display_name",
+                "specialty",
+                "languages",
+                "consultation_fee",
+                "experience_years",
+                "rating",
+                "city",
+                "timezone",
+            ],
+        )
+        added["doctors"] += len(batch)
+        report("doctors", len(batch))
+
+    have = await _existing(conn, "scale-patient-%")
+    for start in range(have, patients, CHUNK):
+        batch = range(start, min(patients, start + CHUNK))
+        await conn.copy_records_to_table(
+            "users",
+            records=[
+                (_user_id("p", i), patient_email(i), password_hash, f"Patient {i}", "patient")
+                for i in batch
+            ],
+            columns=["id", "email", "password_hash", "full_name", "role"],
+        )
+        added["patients"] += len(batch)
+        report("patients", len(batch))
+
+    # Slots: from tomorrow for `days` days, `slots_per_day` half-hour slots from 09:00 IST.
+    first_day = datetime.now(UTC).replace(hour=3, minute=30, second=0, microsecond=0)
+    first_day += timedelta(days=1)
+    seeded = await conn.fetch(
+        "SELECT d.user_id FROM doctors d JOIN users u ON u.id = d.user_id "
+        "WHERE u.email LIKE 'scale-doctor-%' AND NOT EXISTS (SELECT 1 FROM availability_slots s "
+        "WHERE s.doctor_id = d.user_id AND s.starts_at > now())"
+    )
+    rows: list[tuple[uuid.UUID, uuid.UUID, datetime, datetime]] = []
+    for record in seeded:
+        for day in range(days):
+            for k in range(slots_per_day):
+                begins = first_day + timedelta(days=day, minutes=30 * k)
+                rows.append(
+                    (uuid.uuid4(), record["user_id"], begins, begins + timedelta(minutes=30))
+                )
+        if len(rows) >= CHUNK:
+            await _copy_slots(conn, rows)
+            added["slots"] += len(rows)
+            report("slots", len(rows))
+            rows = []
+    if rows:
+        await _copy_slots(conn, rows)
+        added["slots"] += len(rows)
+        report("slots", len(rows))
+
+    have_audit = int(
+        await conn.fetchval("SELECT count(*) FROM audit_logs WHERE action = 'seed.activity'")
+    )
+    todo = max(0, audit_rows - have_audit)
+    now = datetime.now(UTC)
+    while todo > 0:
+        size = min(CHUNK * 5, todo)
+        batch_rows = []
+        for _ in range(size):
+            row_id = uuid.uuid4()
+            when = now - timedelta(seconds=rng.random() * 365 * 24 * 3600)
+            actor = _user_id("p", rng.randrange(max(patients, 1)))
+            detail = canonical_detail({"n": rng.randrange(100)})
+            digest = row_hash(
+                row_id, when, actor, "patient", "seed.activity", "seed", None, None, None, detail
+            )
+            batch_rows.append(
+                (
+                    row_id,
+                    when,
+                    actor,
+                    "patient",
+                    "seed.activity",
+                    "seed",
+                    None,
+                    None,
+                    None,
+                    detail,
+                    digest,
+                )
+            )
+        await conn.copy_records_to_table(
+            "audit_logs",
+            records=batch_rows,
+            columns=[
+                "id",
+                "occurred_at",
+                "actor_id",
+                "actor_role",
+                "action",
+                "entity_type",
+                "entity_id",
+                "request_id",
+                "ip",
+                "detail",
+                "row_hash",
+            ],
+        )
+        todo -= size
+        added["audit_rows"] += size
+        report("audit rows", size)
+    await conn.execute("ANALYZE")
+    return added
+
+
+async def _copy_slots(conn: asyncpg.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    await conn.copy_records_to_table(
+        "availability_slots", records=rows, columns=["id", "doctor_id", "starts_at", "ends_at"]
+    )

@@ -1,0 +1,229 @@
+"""The population of a telemedicine day, for Locust (traffic model: docs/performance.md).
+
+Patients (85 %) search, read profiles and slots, book with an Idempotency-Key, look at
+their appointments, sometimes cancel or reschedule; doctors (12 %) publish slots, read
+their schedule and run consultations with prescriptions; admins (3 %) query the audit
+trail. Accounts come from ``amrutam seed --doctors N --patients M`` (all share
+``SCALE_PASSWORD``). Conflicts a real user meets (a slot someone else took: 409, 429)
+count as answers, not errors.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from locust import HttpUser, between, task
+
+import loadtests.slo  # noqa: F401  (the SLO gate)
+from amrutam.seeding import (
+    CITIES,
+    LANGUAGES,
+    SCALE_PASSWORD,
+    SPECIALTIES,
+    doctor_email,
+    patient_email,
+)
+
+DOCTORS = int(os.environ.get("SEED_DOCTORS", "2000"))
+PATIENTS = int(os.environ.get("SEED_PATIENTS", "5000"))
+EXPECTED = (200, 201, 204, 409, 429)
+
+
+class _Signed(HttpUser):
+    abstract = True
+    email = ""
+    password = SCALE_PASSWORD
+
+    def on_start(self) -> None:
+        response = self.client.post(
+            "/v1/auth/login",
+            json={"email": self.email, "password": self.password},
+            name="/v1/auth/login",
+        )
+        body = response.json() if response.ok else {}
+        self.user_id = body.get("user", {}).get("id")
+        self.client.headers["Authorization"] = f"Bearer {body.get('access_token', '')}"
+
+    def call(self, method: str, path: str, name: str, **kwargs: Any) -> Any:
+        if method != "GET":
+            kwargs.setdefault("headers", {})["Idempotency-Key"] = uuid.uuid4().hex
+        with self.client.request(
+            method, path, name=name, catch_response=True, **kwargs
+        ) as response:
+            if response.status_code in EXPECTED:
+                response.success()
+                return response.json() if response.content else None
+            response.failure(f"{response.status_code}: {response.text[:200]}")
+            return None
+
+
+class Patient(_Signed):
+    weight = 85
+    wait_time = between(0.5, 2.0)
+
+    def on_start(self) -> None:
+        self.email = patient_email(random.randrange(PATIENTS))
+        super().on_start()
+        self.booked: list[str] = []
+
+    def _doctor(self) -> str:
+        return str(
+            uuid.uuid5(
+                uuid.UUID("3f6c0a52-8a0e-4b7e-9d0c-7e6f1b2a9c41"), f"d:{random.randrange(DOCTORS)}"
+            )
+        )
+
+    @task(40)
+    def search(self) -> None:
+        params: dict[str, Any] = {"specialty": random.choice(SPECIALTIES)}
+        roll = random.random()
+        if roll < 0.4:
+            params["city"] = random.choice(CITIES)
+        elif roll < 0.6:
+            params["language"] = random.choice(LANGUAGES)
+        elif roll < 0.75:
+            params["available_on"] = (
+                (datetime.now(UTC) + timedelta(days=random.randint(1, 6))).date().isoformat()
+            )
+        if random.random() < 0.3:
+            params["sort"] = random.choice(["fee", "-rating", "-experience"])
+        self.call("GET", "/v1/doctors", "/v1/doctors?[filters]", params=params)
+
+    @task(20)
+    def profile(self) -> None:
+        self.call("GET", f"/v1/doctors/{self._doctor()}", "/v1/doctors/{id}")
+
+    @task(20)
+    def slots(self) -> None:
+        self.call(
+            "GET",
+            f"/v1/doctors/{self._doctor()}/slots",
+            "/v1/doctors/{id}/slots",
+            params={"limit": 20},
+        )
+
+    @task(6)
+    def book(self) -> None:
+        listing = self.call(
+            "GET",
+            f"/v1/doctors/{self._doctor()}/slots",
+            "/v1/doctors/{id}/slots",
+            params={"limit": 20},
+        )
+        if not listing or not listing["items"]:
+            return
+        slot = random.choice(listing["items"])
+        booked = self.call(
+            "POST",
+            "/v1/appointments/book",
+            "/v1/appointments/book",
+            json={"slot_id": slot["id"], "reason": "load test"},
+        )
+        if booked and booked.get("status") == "booked":
+            self.booked.append(booked["id"])
+
+    @task(8)
+    def my_appointments(self) -> None:
+        self.call("GET", "/v1/appointments", "/v1/appointments")
+
+    @task(1)
+    def cancel(self) -> None:
+        if self.booked:
+            appointment = self.booked.pop(random.randrange(len(self.booked)))
+            self.call(
+                "POST", f"/v1/appointments/{appointment}/cancel", "/v1/appointments/{id}/cancel"
+            )
+
+    @task(2)
+    def prescriptions(self) -> None:
+        self.call("GET", "/v1/patients/me/prescriptions", "/v1/patients/me/prescriptions")
+
+
+class Doctor(_Signed):
+    weight = 12
+    wait_time = between(1.0, 4.0)
+
+    def on_start(self) -> None:
+        self.email = doctor_email(random.randrange(DOCTORS))
+        super().on_start()
+
+    @task(5)
+    def schedule(self) -> None:
+        self.call("GET", "/v1/appointments", "/v1/appointments", params={"status": "booked"})
+
+    @task(1)
+    def publish(self) -> None:
+        day = (datetime.now(UTC) + timedelta(days=random.randint(20, 80))).date()
+        start = datetime(day.year, day.month, day.day, random.randint(1, 12), tzinfo=UTC)
+        self.call(
+            "POST",
+            "/v1/doctors/me/slots",
+            "/v1/doctors/me/slots",
+            json={
+                "slots": [
+                    {
+                        "starts_at": start.isoformat(),
+                        "ends_at": (start + timedelta(minutes=30)).isoformat(),
+                    }
+                ]
+            },
+        )
+
+    @task(2)
+    def consult(self) -> None:
+        page = self.call(
+            "GET", "/v1/appointments", "/v1/appointments", params={"status": "booked", "limit": 5}
+        )
+        if not page or not page["items"]:
+            return
+        appointment = random.choice(page["items"])
+        started = self.call(
+            "POST",
+            f"/v1/appointments/{appointment['id']}/consultation",
+            "/v1/appointments/{id}/consultation",
+        )
+        if not started or "id" not in started:
+            return
+        self.call(
+            "POST",
+            f"/v1/consultations/{started['id']}/prescriptions",
+            "/v1/consultations/{id}/prescriptions",
+            json={
+                "items": [
+                    {
+                        "medicine": "Paracetamol",
+                        "dosage": "500 mg",
+                        "frequency": "2/day",
+                        "duration_days": 3,
+                    }
+                ]
+            },
+        )
+        self.call(
+            "POST",
+            f"/v1/consultations/{started['id']}/complete",
+            "/v1/consultations/{id}/complete",
+            json={"notes": "load test visit"},
+        )
+
+
+class Admin(_Signed):
+    weight = 3
+    wait_time = between(2.0, 5.0)
+    # The demo admin that ``amrutam seed`` creates.
+    email = os.environ.get("SLO_ADMIN_EMAIL", "admin@amrutam.example")
+    password = os.environ.get("SLO_ADMIN_PASSWORD", "amrutam-demo-123")
+
+    @task
+    def audit(self) -> None:
+        since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+        self.call(
+            "GET",
+            "/v1/admin/audit-logs",
+            "/v1/admin/audit-logs",
+            params={"from": since, "action": "appointment.booked"},
+        )

@@ -1,0 +1,108 @@
+"""Run the load suite against a stack it starts: ``make slo`` (CI) and ``make loadtest``.
+
+Starts the local PostgreSQL and Redis, migrates, seeds data at scale, starts the API
+(two processes) and runs Locust headless with the SLO gate; exits with Locust's code,
+non-zero when a target is missed. CSV, HTML, ``slo.json`` and the p95 chart land in
+``loadtests/results/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from amrutam.devservices import free_port
+from amrutam.localstack import LocalStack
+from amrutam.settings import get_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).with_name("results")
+PROFILES = {
+    # name: (doctors, patients, days, audit rows, users, spawn rate, duration)
+    "ci": (2_000, 5_000, 7, 100_000, 40, 20, "100s"),
+    "full": (10_000, 100_000, 14, 5_000_000, 150, 15, "10m"),
+}
+
+
+def _amrutam(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "amrutam.cli", *args], cwd=ROOT, check=True)
+
+
+@click.command()
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="ci", show_default=True)
+@click.option("--users", type=int, default=None, help="override the profile's user count")
+@click.option("--duration", default=None, help="override the profile's run time (e.g. 90s)")
+def main(profile: str, users: int | None, duration: str | None) -> None:
+    doctors, patients, days, audit_rows, count, rate, run_time = PROFILES[profile]
+    settings = get_settings()
+    LocalStack.from_settings(settings, ROOT / ".local").up()
+    _amrutam("migrate")
+    _amrutam("partitions", "maintain")
+    _amrutam("seed")
+    _amrutam(
+        "seed",
+        f"--doctors={doctors}",
+        f"--patients={patients}",
+        f"--days={days}",
+        f"--audit-rows={audit_rows}",
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "AMRUTAM_PORT": str(port),
+        "AMRUTAM_WORKERS": "2",
+        "AMRUTAM_LOG_LEVEL": "WARNING",
+        # One load generator is many users behind one address: per-address limits off.
+        "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",
+    }
+    api = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        RESULTS.mkdir(exist_ok=True)
+        locust = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(Path(__file__).with_name("locustfile.py")),
+                "--headless",
+                "-u",
+                str(users or count),
+                "-r",
+                str(rate),
+                "-t",
+                duration or run_time,
+                "--host",
+                url,
+                "--only-summary",
+                "--csv",
+                str(RESULTS / "locust"),
+                "--html",
+                str(RESULTS / "locust.html"),
+            ],
+            cwd=ROOT,
+            env={**env, "SEED_DOCTORS": str(doctors), "SEED_PATIENTS": str(patients)},
+        )
+        sys.exit(locust.returncode)
+    finally:
+        api.terminate()
+        api.wait()
+
+
+if __name__ == "__main__":
+    main()
