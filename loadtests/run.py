@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).with_name("results")
 PROFILES = {
     # name: (doctors, patients, days, audit rows, users, spawn rate, duration)
-    "ci": (2_000, 5_000, 7, 100_000, 40, 20, "100s"),
-    "full": (10_000, 100_000, 14, 5_000_000, 150, 15, "10m"),
+    # Users arrive a few a second: each logs in once (Argon2id), as a real day spreads.
+    "ci": (2_000, 5_000, 7, 100_000, 40, 4, "100s"),
+    "full": (10_000, 100_000, 14, 5_000_000, 150, 5, "10m"),
 }
 
 

@@ -120,16 +120,37 @@ async def mark_no_shows(conn: asyncpg.Connection, grace: timedelta = timedelta(m
 
 
 async def deliver(conn: asyncpg.Connection, notification_id: str, provider: Provider) -> bool:
-    """Send one notification unless it was sent already; True when sent now."""
-    row = await conn.fetchrow(
-        """
-        UPDATE notifications SET attempts = attempts + 1 WHERE id = $1 AND status <> 'sent'
-        RETURNING kind, recipient_id, appointment_id
-        """,
-        uuid.UUID(notification_id),
+    """Send one notification unless it was sent already; True when sent now.
+
+    The row stays locked while the provider works, so two deliveries of the same
+    notification (a duplicate enqueue, a redelivery) never send it twice: the second
+    skips a row being sent and finds a sent one done.
+    """
+    key = uuid.UUID(notification_id)
+    # Counted outside the transaction: an attempt cut short by a crash still counts.
+    await conn.execute(
+        "UPDATE notifications SET attempts = attempts + 1 WHERE id = $1 AND status <> 'sent'", key
     )
-    if row is None:
-        return False
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT kind, recipient_id, appointment_id FROM notifications "
+            "WHERE id = $1 AND status <> 'sent' FOR UPDATE SKIP LOCKED",
+            key,
+        )
+        if row is None:
+            return False
+        await _send(conn, notification_id, row, provider)
+        await conn.execute(
+            "UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL "
+            "WHERE id = $1",
+            key,
+        )
+    return True
+
+
+async def _send(
+    conn: asyncpg.Connection, notification_id: str, row: asyncpg.Record, provider: Provider
+) -> None:
     user = await conn.fetchrow(
         "SELECT email, full_name FROM users WHERE id = $1", row["recipient_id"]
     )
@@ -150,12 +171,6 @@ async def deliver(conn: asyncpg.Connection, notification_id: str, provider: Prov
             body=f"Hello {user['full_name']},\n\n{subject}.{when}\n\nAmrutam",
         )
     )
-    await conn.execute(
-        "UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL "
-        "WHERE id = $1",
-        uuid.UUID(notification_id),
-    )
-    return True
 
 
 async def note_failure(
