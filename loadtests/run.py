@@ -40,9 +40,19 @@ def _amrutam(*args: str) -> None:
 @click.option("--users", type=int, default=None, help="override the profile's user count")
 @click.option("--duration", default=None, help="override the profile's run time (e.g. 90s)")
 def main(profile: str, users: int | None, duration: str | None) -> None:
-    doctors, patients, days, audit_rows, count, rate, run_time = PROFILES[profile]
     settings = get_settings()
-    LocalStack.from_settings(settings, ROOT / ".local").up()
+    stack = LocalStack.from_settings(settings, ROOT / ".local")
+    started_here = not stack.postgres.running()
+    stack.up()
+    try:
+        _run(profile, users, duration)
+    finally:
+        if started_here:  # leave the machine as we found it
+            stack.down()
+
+
+def _run(profile: str, users: int | None, duration: str | None) -> None:
+    doctors, patients, days, audit_rows, count, rate, run_time = PROFILES[profile]
     _amrutam("migrate")
     _amrutam("partitions", "maintain")
     _amrutam("seed")
@@ -99,7 +109,8 @@ def main(profile: str, users: int | None, duration: str | None) -> None:
             cwd=ROOT,
             env={**env, "SEED_DOCTORS": str(doctors), "SEED_PATIENTS": str(patients)},
         )
-        sys.exit(locust.returncode)
+        if locust.returncode:
+            sys.exit(locust.returncode)
     finally:
         api.terminate()
         api.wait()
