@@ -179,16 +179,7 @@ class Scheduling:
             self._db.connection() as conn,
             conn.transaction(),
         ):
-            slot = await conn.fetchrow(
-                """
-                    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
-                    FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
-                    WHERE s.id = $1 FOR UPDATE OF s
-                    """,
-                slot_id,
-            )
-            if slot is None:
-                raise NotFound("no such slot")
+            slot = await _lock_slot(conn, slot_id)
             if slot["status"] != "open":
                 earlier = await self._same_booking(conn, patient_id, slot_id, key)
                 if earlier is not None:
@@ -294,16 +285,7 @@ class Scheduling:
                 raise Conflict(f"this appointment is {current['status']}")
             if current["slot_id"] == new_slot_id:
                 raise Conflict("the appointment already holds this slot")
-            target = await conn.fetchrow(
-                """
-                    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
-                    FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
-                    WHERE s.id = $1 FOR UPDATE OF s
-                    """,
-                new_slot_id,
-            )
-            if target is None:
-                raise NotFound("no such slot")
+            target = await _lock_slot(conn, new_slot_id)
             if target["doctor_id"] != current["doctor_id"]:
                 raise InvalidInput(
                     "reschedule within the same doctor's slots",
@@ -387,6 +369,21 @@ class Scheduling:
         zone = ZoneInfo(timezone)
         days = {instant.astimezone(zone).date() for instant in instants}
         await self._cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])
+
+
+async def _lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Record:
+    """The slot row, locked for this transaction, with its doctor's time zone."""
+    slot = await conn.fetchrow(
+        """
+        SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
+        FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
+        WHERE s.id = $1 FOR UPDATE OF s
+        """,
+        slot_id,
+    )
+    if slot is None:
+        raise NotFound("no such slot")
+    return slot
 
 
 def _event(appointment: asyncpg.Record) -> dict[str, Any]:
