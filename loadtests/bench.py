@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 
 from amrutam.auth.tokens import AccessTokens
-from amrutam.devservices import free_port
+from amrutam.devservices import free_port, pg_bindir
 from amrutam.localstack import LocalStack
 from amrutam.migrate import upgrade
 from amrutam.settings import get_settings
@@ -132,6 +132,88 @@ def _wrk(url: str, lines_file: str, connections: int) -> dict[str, float]:
     return figures
 
 
+PGBENCH_SCRIPT = """
+\\set n random(1, :slots)
+\\set p random(1, :patients)
+BEGIN;
+SELECT s.doctor_id FROM availability_slots s JOIN bench_raw_slots b ON b.id = s.id
+ WHERE b.n = :n FOR UPDATE OF s;
+INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at, ends_at)
+ SELECT gen_random_uuid(), s.id, s.doctor_id, p.id, s.starts_at, s.ends_at
+ FROM bench_raw_slots b JOIN availability_slots s ON s.id = b.id, bench_raw_patients p
+ WHERE b.n = :n AND p.n = :p AND s.status = 'open' ON CONFLICT DO NOTHING;
+UPDATE availability_slots SET status = 'booked'
+ WHERE id = (SELECT id FROM bench_raw_slots WHERE n = :n);
+INSERT INTO audit_logs (id, occurred_at, actor_role, action, entity_type, detail, row_hash)
+ VALUES (gen_random_uuid(), now(), 'patient', 'appointment.booked', 'appointment', '{}',
+         md5(random()::text) || md5(random()::text));
+INSERT INTO outbox (id, event_type, aggregate_id, payload)
+ VALUES (gen_random_uuid(), 'appointment.booked', gen_random_uuid(), '{}');
+END;
+"""
+
+
+def _pgbench(dsn: str, data: dict[str, list[str]], port: int, clients: int) -> float:
+    """The booking transaction (lock, insert, update, audit row, outbox row) driven
+    directly by pgbench over slots the HTTP scenarios never touch."""
+    slots = data["slots"][len(data["slots"]) // 2 : -100]
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(
+                "DROP TABLE IF EXISTS bench_raw_slots, bench_raw_patients;"
+                "CREATE TABLE bench_raw_slots (n int PRIMARY KEY, id uuid);"
+                "CREATE TABLE bench_raw_patients (n int PRIMARY KEY, id uuid)"
+            )
+            await conn.copy_records_to_table(
+                "bench_raw_slots", records=[(i + 1, uuid.UUID(s)) for i, s in enumerate(slots)]
+            )
+            await conn.copy_records_to_table(
+                "bench_raw_patients",
+                records=[(i + 1, uuid.UUID(p)) for i, p in enumerate(data["patients"])],
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(prepare())
+    script = _write([PGBENCH_SCRIPT])
+    pgbench = str(Path(pg_bindir()) / "pgbench")
+    result = subprocess.run(
+        _taskset(
+            1,
+            [
+                pgbench,
+                "-n",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "postgres",
+                "-c",
+                str(clients),
+                "-j",
+                "1",
+                "-T",
+                str(DURATION_S),
+                "-f",
+                script,
+                "-D",
+                f"slots={len(slots)}",
+                "-D",
+                f"patients={len(data['patients'])}",
+                dsn.rsplit("/", 1)[1],
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("tps ="))
+    return float(line.split()[2])
+
+
 def _wait(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -149,8 +231,8 @@ def main() -> None:
     settings = get_settings()
     stack = LocalStack.from_settings(settings, ROOT / ".local")
     stack.up()
-    upgrade(settings.database_url)
-    dsn = settings.database_url.replace("postgresql+asyncpg://", "postgresql://")
+    upgrade(settings.database_admin_url)
+    dsn = settings.database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
     tag = uuid.uuid4().hex[:6]
     print(
         f"loading bench data ({DOCTORS} doctors, {DOCTORS * SLOTS_PER_DOCTOR} slots, "
@@ -255,6 +337,13 @@ def main() -> None:
             bare_rps = results["bare sanic (same JSON from memory)"]["rps"]
             ratio = results["search, cached"]["rps"] / bare_rps
             print(f"cached search / bare Sanic: {ratio:.2f}")
+            if level == 0:
+                raw = _pgbench(dsn, data, stack.postgres.port, connections)
+                book_rps = results["booking, uncontended"]["rps"]
+                print(
+                    f"raw booking transaction (pgbench, {connections} clients): "
+                    f"{raw:.0f} tps; booking endpoint / raw: {book_rps / raw:.2f}"
+                )
     finally:
         for process in (api, bare):
             if process is not None:
