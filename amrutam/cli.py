@@ -145,7 +145,7 @@ def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None
         conn = await asyncpg.connect(_admin_connection_url())
         try:
             if audit_rows:  # the year of history the audit rows spread over
-                await maintain(conn, premake=14, now=MONTHLY.shift(utcnow_month(), -12))
+                await maintain(conn, premake=14, now=MONTHLY.shift(_this_month(), -12))
             with click.progressbar(length=total, label="seeding at scale") as bar:
                 return await seed_scale(
                     conn,
@@ -163,7 +163,7 @@ def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None
     click.echo(f"added {added}; scale accounts' password: {SCALE_PASSWORD}")
 
 
-def utcnow_month() -> datetime:
+def _this_month() -> datetime:
     from amrutam.audit.partitions import MONTHLY
 
     return MONTHLY.floor(datetime.now(UTC))
