@@ -167,54 +167,85 @@ async def seed_scale(
     )
     todo = max(0, audit_rows - have_audit)
     now = datetime.now(UTC)
+    patient_ids = [_user_id("p", i) for i in range(max(patients, 1))]
     while todo > 0:
         size = min(CHUNK * 5, todo)
-        batch_rows = []
-        for _ in range(size):
-            row_id = uuid.uuid4()
-            when = now - timedelta(seconds=rng.random() * 365 * 24 * 3600)
-            actor = _user_id("p", rng.randrange(max(patients, 1)))
-            detail = canonical_detail({"n": rng.randrange(100)})
-            digest = row_hash(
-                row_id, when, actor, "patient", "seed.activity", "seed", None, None, None, detail
-            )
-            batch_rows.append(
-                (
-                    row_id,
-                    when,
-                    actor,
-                    "patient",
-                    "seed.activity",
-                    "seed",
-                    None,
-                    None,
-                    None,
-                    detail,
-                    digest,
-                )
-            )
         await conn.copy_records_to_table(
             "audit_logs",
-            records=batch_rows,
-            columns=[
-                "id",
-                "occurred_at",
-                "actor_id",
-                "actor_role",
-                "action",
-                "entity_type",
-                "entity_id",
-                "request_id",
-                "ip",
-                "detail",
-                "row_hash",
-            ],
+            records=audit_records(
+                size,
+                now - timedelta(days=365),
+                365 * 24 * 3600.0,
+                patient_ids,
+                rng,
+                ["seed.activity"],
+            ),
+            columns=AUDIT_COLUMNS,
         )
         todo -= size
         added["audit_rows"] += size
         report("audit rows", size)
     await conn.execute("ANALYZE")
     return added
+
+
+AUDIT_COLUMNS = [
+    "id",
+    "occurred_at",
+    "actor_id",
+    "actor_role",
+    "action",
+    "entity_type",
+    "entity_id",
+    "request_id",
+    "ip",
+    "detail",
+    "row_hash",
+]
+
+
+def audit_records(
+    count: int,
+    start: datetime,
+    span_s: float,
+    actors: Sequence[uuid.UUID],
+    rng: random.Random,
+    actions: Sequence[str],
+) -> list[tuple[object, ...]]:
+    """Audit rows spread over [start, start + span), hashed as the application does."""
+    rows: list[tuple[object, ...]] = []
+    for _ in range(count):
+        row_id, when = uuid.uuid4(), start + timedelta(seconds=rng.random() * span_s)
+        actor, action = rng.choice(actors), rng.choice(actions)
+        entity, detail = str(uuid.uuid4()), canonical_detail({"n": rng.randrange(1000)})
+        digest = row_hash(
+            row_id,
+            when,
+            actor,
+            "patient",
+            action,
+            "appointment",
+            entity,
+            None,
+            "10.0.0.1",
+            detail,
+        )
+        rows.append(
+            (
+                row_id,
+                when,
+                actor,
+                "patient",
+                action,
+                "appointment",
+                entity,
+                None,
+                "10.0.0.1",
+                detail,
+                digest,
+            )
+        )
+    return rows
 
 
 async def _copy_slots(conn: asyncpg.Connection, rows: Sequence[tuple[object, ...]]) -> None:

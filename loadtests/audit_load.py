@@ -23,12 +23,12 @@ import asyncpg
 import click
 
 from amrutam.audit import partitions
-from amrutam.audit.log import canonical_detail, row_hash
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import seal, verify
 from amrutam.audit.service import build_query
 from amrutam.localstack import LocalStack
 from amrutam.migrate import upgrade
+from amrutam.seeding import AUDIT_COLUMNS, audit_records
 from amrutam.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,35 +45,6 @@ ACTIONS = [
 ]
 CHUNK = 50_000
 KEY = b"load-test-audit-key-0123456789abcdef"
-
-
-def _rows(
-    count: int, start: datetime, span_s: float, actors: list[uuid.UUID], rng: random.Random
-) -> list[tuple[Any, ...]]:
-    out = []
-    for _ in range(count):
-        row_id, when = uuid.uuid4(), start + timedelta(seconds=rng.random() * span_s)
-        actor, action = rng.choice(actors), rng.choice(ACTIONS)
-        entity, detail = str(uuid.uuid4()), canonical_detail({"n": rng.randrange(1000)})
-        digest = row_hash(
-            row_id, when, actor, "patient", action, "appointment", entity, None, "10.0.0.1", detail
-        )
-        out.append(
-            (
-                row_id,
-                when,
-                actor,
-                "patient",
-                action,
-                "appointment",
-                entity,
-                None,
-                "10.0.0.1",
-                detail,
-                digest,
-            )
-        )
-    return out
 
 
 async def _timed(label: str, run: Callable[[], Awaitable[Any]], repeat: int = 7) -> None:
@@ -99,24 +70,11 @@ async def main(dsn: str, rows: int, months: int) -> None:
     span = (now - start).total_seconds()
     if existing < rows:
         todo = rows - existing
-        columns = [
-            "id",
-            "occurred_at",
-            "actor_id",
-            "actor_role",
-            "action",
-            "entity_type",
-            "entity_id",
-            "request_id",
-            "ip",
-            "detail",
-            "row_hash",
-        ]
         loaded = time.perf_counter()
         with click.progressbar(length=todo, label="loading audit rows") as bar:
             while todo > 0:
-                batch = _rows(min(CHUNK, todo), start, span, actors, rng)
-                await conn.copy_records_to_table("audit_logs", records=batch, columns=columns)
+                batch = audit_records(min(CHUNK, todo), start, span, actors, rng, ACTIONS)
+                await conn.copy_records_to_table("audit_logs", records=batch, columns=AUDIT_COLUMNS)
                 todo -= len(batch)
                 bar.update(len(batch))
         click.echo(f"loaded in {time.perf_counter() - loaded:.0f} s")

@@ -88,3 +88,14 @@ def test_seed_is_idempotent(database_url: str) -> None:
 def test_migrate_is_idempotent(database_url: str) -> None:
     result = _amrutam(database_url, "migrate")
     assert result.returncode == 0, result.stderr
+
+
+def test_seed_at_scale_is_idempotent(database_url: str) -> None:
+    args = ("seed", "--doctors=40", "--patients=60", "--days=2", "--audit-rows=300")
+    first = _amrutam(database_url, *args)
+    assert first.returncode == 0, first.stderr
+    assert "'doctors': 40" in first.stdout
+    assert "'slots': 640" in first.stdout  # 40 doctors x 2 days x 8 slots
+    again = _amrutam(database_url, *args)
+    assert again.returncode == 0, again.stderr
+    assert "'doctors': 0, 'patients': 0, 'slots': 0, 'audit_rows': 0" in again.stdout
