@@ -39,20 +39,21 @@ def _amrutam(*args: str) -> None:
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="ci", show_default=True)
 @click.option("--users", type=int, default=None, help="override the profile's user count")
 @click.option("--duration", default=None, help="override the profile's run time (e.g. 90s)")
-def main(profile: str, users: int | None, duration: str | None) -> None:
+@click.option("--rate", type=int, default=None, help="override the users started per second")
+def main(profile: str, users: int | None, duration: str | None, rate: int | None) -> None:
     settings = get_settings()
     stack = LocalStack.from_settings(settings, ROOT / ".local")
     started_here = not stack.postgres.running()
     stack.up()
     try:
-        _run(profile, users, duration)
+        _run(profile, users, duration, rate)
     finally:
         if started_here:  # leave the machine as we found it
             stack.down()
 
 
-def _run(profile: str, users: int | None, duration: str | None) -> None:
-    doctors, patients, days, audit_rows, count, rate, run_time = PROFILES[profile]
+def _run(profile: str, users: int | None, duration: str | None, rate: int | None) -> None:
+    doctors, patients, days, audit_rows, count, spawn, run_time = PROFILES[profile]
     _amrutam("migrate")
     _amrutam("partitions", "maintain")
     _amrutam("seed")
@@ -95,7 +96,7 @@ def _run(profile: str, users: int | None, duration: str | None) -> None:
                 "-u",
                 str(users or count),
                 "-r",
-                str(rate),
+                str(rate or spawn),
                 "-t",
                 duration or run_time,
                 "--host",
