@@ -146,17 +146,9 @@ class Scheduling:
         if query.to is not None:
             args.append(query.to)
             where.append(f"starts_at < ${len(args)}")
-        if query.cursor:
-            after, last_id = _cursor_pair(query.cursor)
-            args += [after, last_id]
-            where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
-        args.append(query.limit + 1)
+        sql = _by_start_sql(_SLOT, "availability_slots", where, args, query.cursor, query.limit)
         async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_SLOT} FROM availability_slots WHERE {' AND '.join(where)} "
-                f"ORDER BY starts_at, id LIMIT ${len(args)}",
-                *args,
-            )
+            rows = await conn.fetch(sql, *args)
             if not rows and not await conn.fetchval(
                 "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
             ):
@@ -352,17 +344,9 @@ class Scheduling:
             if value is not None:
                 args.append(value)
                 where.append(condition.format(len(args)))
-        if query.cursor:
-            after, last_id = _cursor_pair(query.cursor)
-            args += [after, last_id]
-            where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
-        args.append(query.limit + 1)
+        sql = _by_start_sql(_APPOINTMENT, "appointments", where, args, query.cursor, query.limit)
         async with self._db.connection() as conn:
-            rows = await conn.fetch(
-                f"SELECT {_APPOINTMENT} FROM appointments WHERE {' AND '.join(where)} "
-                f"ORDER BY starts_at, id LIMIT ${len(args)}",
-                *args,
-            )
+            rows = await conn.fetch(sql, *args)
         return _page(rows, query.limit)
 
     async def _touch_dates(self, timezone: str, instants: Iterable[datetime]) -> None:
@@ -393,6 +377,20 @@ def _event(appointment: asyncpg.Record) -> dict[str, Any]:
         "doctor_id": str(appointment["doctor_id"]),
         "starts_at": appointment["starts_at"].isoformat(),
     }
+
+
+def _by_start_sql(
+    columns: str, table: str, where: list[str], args: list[Any], cursor: str | None, limit: int
+) -> str:
+    """One page ordered by (starts_at, id) after the cursor; extends ``args`` in place."""
+    if cursor:
+        args += list(_cursor_pair(cursor))
+        where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    return (
+        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
+        f"ORDER BY starts_at, id LIMIT ${len(args)}"
+    )
 
 
 def _cursor_pair(cursor: str) -> tuple[datetime, uuid.UUID]:
