@@ -170,7 +170,9 @@ def _this_month() -> datetime:
 
 
 def _admin_connection_url() -> str:
-    return get_settings().database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    from amrutam.db import libpq_dsn
+
+    return libpq_dsn(get_settings().database_admin_url)
 
 
 @main.group()
@@ -281,9 +283,9 @@ def tasks() -> None:
 async def _app_connection() -> Any:
     import asyncpg
 
-    return await asyncpg.connect(
-        get_settings().database_url.replace("postgresql+asyncpg://", "postgresql://")
-    )
+    from amrutam.db import libpq_dsn
+
+    return await asyncpg.connect(libpq_dsn(get_settings().database_url))
 
 
 @tasks.command("dead")

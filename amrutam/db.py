@@ -27,6 +27,11 @@ CONNECTION_LOST = (
 SESSION_SETTINGS = {"jit": "off", "random_page_cost": "1.1"}
 
 
+def libpq_dsn(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+asyncpg://``) as the plain DSN asyncpg and libpq take."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def create_engine(settings: Settings, application_name: str = "amrutam") -> AsyncEngine:
     return create_async_engine(
         settings.database_url,

@@ -26,6 +26,7 @@ from amrutam.audit import partitions
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import seal, verify
 from amrutam.audit.service import build_query
+from amrutam.db import libpq_dsn
 from amrutam.localstack import LocalStack
 from amrutam.migrate import upgrade
 from amrutam.seeding import AUDIT_COLUMNS, audit_records
@@ -145,7 +146,7 @@ def cli(rows: int, months: int) -> None:
     stack.postgres.create_database(DATABASE)
     admin_url = stack.postgres.url(DATABASE)
     upgrade(admin_url)  # Alembic runs its own event loop: before ours
-    asyncio.run(main(admin_url.replace("postgresql+asyncpg://", "postgresql://"), rows, months))
+    asyncio.run(main(libpq_dsn(admin_url), rows, months))
 
 
 if __name__ == "__main__":

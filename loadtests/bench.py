@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 
 from amrutam.auth.tokens import AccessTokens
+from amrutam.db import libpq_dsn
 from amrutam.devservices import free_port, pg_bindir
 from amrutam.localstack import LocalStack
 from amrutam.migrate import upgrade
@@ -232,7 +233,7 @@ def main() -> None:
     stack = LocalStack.from_settings(settings, ROOT / ".local")
     stack.up()
     upgrade(settings.database_admin_url)
-    dsn = settings.database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = libpq_dsn(settings.database_admin_url)
     tag = uuid.uuid4().hex[:6]
     print(
         f"loading bench data ({DOCTORS} doctors, {DOCTORS * SLOTS_PER_DOCTOR} slots, "

@@ -20,6 +20,7 @@ import asyncpg
 import click
 from celery import Celery
 
+from amrutam.db import libpq_dsn
 from amrutam.localstack import LocalStack
 from amrutam.migrate import upgrade
 from amrutam.settings import get_settings
@@ -77,7 +78,7 @@ def main(events: int) -> None:
     settings = get_settings()
     LocalStack.from_settings(settings, ROOT / ".local").up()
     upgrade(settings.database_admin_url)
-    dsn = settings.database_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    dsn = libpq_dsn(settings.database_admin_url)
     env = {**os.environ, "AMRUTAM_NOTIFICATION_PROVIDER": "log", "AMRUTAM_LOG_LEVEL": "WARNING"}
     worker = subprocess.Popen(
         [

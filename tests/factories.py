@@ -11,6 +11,7 @@ import httpx
 from pydantic import SecretStr
 
 from amrutam.auth.tokens import AccessTokens
+from amrutam.db import libpq_dsn
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 from tests.conftest import TEST_JWT_SECRET, bearer, register
@@ -19,7 +20,7 @@ _tokens = AccessTokens(Settings(jwt_secret=SecretStr(TEST_JWT_SECRET), _env_file
 
 
 def pg_dsn(database_url: str) -> str:
-    return database_url.replace("postgresql+asyncpg://", "postgresql://")
+    return libpq_dsn(database_url)
 
 
 async def make_admin(database_url: str) -> dict[str, str]:

@@ -13,20 +13,17 @@ from typing import TypeVar
 
 import asyncpg
 
+from amrutam.db import libpq_dsn
 from amrutam.settings import get_settings
 
 T = TypeVar("T")
 _state: dict[str, object] = {}
 
 
-def _plain(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://")
-
-
 async def _make_pool() -> asyncpg.Pool:
     # Created inside the loop that will use it: a pool binds to the running loop.
     return await asyncpg.create_pool(
-        _plain(get_settings().database_url),
+        libpq_dsn(get_settings().database_url),
         min_size=0,
         max_size=4,
         server_settings={"application_name": "amrutam-worker"},
@@ -44,4 +41,4 @@ def run(job: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
 
 
 def admin_dsn() -> str:
-    return _plain(get_settings().database_admin_url)
+    return libpq_dsn(get_settings().database_admin_url)

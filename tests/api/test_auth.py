@@ -17,10 +17,7 @@ from tests.conftest import (
     register,
     unique_email,
 )
-
-
-def _pg_dsn(database_url: str) -> str:
-    return database_url.replace("postgresql+asyncpg://", "postgresql://")
+from tests.factories import pg_dsn
 
 
 async def test_register_returns_user_and_tokens(client: httpx.AsyncClient) -> None:
@@ -107,7 +104,7 @@ async def test_unknown_refresh_token_is_401(client: httpx.AsyncClient) -> None:
 
 async def test_expired_refresh_token_is_401(client: httpx.AsyncClient, database_url: str) -> None:
     tokens = await register(client)
-    conn = await asyncpg.connect(_pg_dsn(database_url))
+    conn = await asyncpg.connect(pg_dsn(database_url))
     try:
         await conn.execute(
             "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1",
@@ -165,7 +162,7 @@ async def test_deactivated_user_cannot_log_in_or_refresh(
 ) -> None:
     email = unique_email()
     tokens = await register(client, email=email)
-    conn = await asyncpg.connect(_pg_dsn(database_url))
+    conn = await asyncpg.connect(pg_dsn(database_url))
     try:
         await conn.execute("UPDATE users SET is_active = false WHERE email = $1", email)
     finally:
