@@ -88,6 +88,7 @@ def worker_env(database_url: str, redis_url: str, smtp_port: int) -> dict[str, s
 @dataclass
 class Worker:
     env: dict[str, str]
+    node: str | None = None  # Celery node name, e.g. celery@<pod name>
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
 
@@ -106,6 +107,7 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *([f"--hostname={self.node}"] if self.node else []),
             ],
             cwd=ROOT,
             env=self.env,

@@ -1,0 +1,132 @@
+"""AuditPartitionPolicy: keep the audit trail's partitions ahead of time.
+
+The work itself is the core's partition maintenance (the same code the CLI and the
+daily beat task run); this handler supplies the policy's settings, the database from its
+secret, and reports the outcome as status conditions and Events.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import kopf
+
+from amrutam.audit import partitions
+from amrutam.db import libpq_dsn
+from amrutam_operator import conditions, kube, metrics
+from amrutam_operator.config import GROUP, VERSION, backoff, settings
+
+KIND = "AuditPartitionPolicy"
+CONNECT_TIMEOUT_S = 10
+
+
+def _due(spec: kopf.Spec, status: kopf.Status, generation: int | None) -> bool:
+    """A changed spec, a failed last attempt, or checkInterval since the last success."""
+    if status.get("observedGeneration") != generation:
+        return True
+    if not conditions.is_true(status.get("conditions"), "Ready"):
+        return True
+    last = (status.get("lastMaintenance") or {}).get("time")
+    if not last:
+        return True
+    elapsed = datetime.now(UTC) - datetime.fromisoformat(last)
+    return elapsed >= timedelta(seconds=int(spec.get("checkInterval", 3600)))
+
+
+async def _maintain(dsn: str, spec: kopf.Spec) -> tuple[partitions.Report, dict[str, Any]]:
+    retention = spec.get("retention") or {}
+    table = spec.get("table", "audit_logs")
+    conn = await asyncpg.connect(libpq_dsn(dsn), timeout=CONNECT_TIMEOUT_S)
+    try:
+        report = await partitions.maintain(
+            conn,
+            table=table,
+            interval=partitions.INTERVALS[spec.get("interval", "monthly")],
+            premake=int(spec.get("premake", 3)),
+            keep=retention.get("keep"),
+            action=retention.get("action", "detach"),
+        )
+        return report, await partitions.status(conn, table)
+    finally:
+        await conn.close()
+
+
+def _horizon_met(spec: kopf.Spec, horizon: str | None) -> tuple[bool, str]:
+    interval = partitions.INTERVALS[spec.get("interval", "monthly")]
+    needed = interval.shift(interval.floor(datetime.now(UTC)), int(spec.get("premake", 3)) + 1)
+    if horizon is None:
+        return False, "no partitions"
+    ok = datetime.fromisoformat(horizon) >= needed
+    return ok, f"partitions reach {horizon}; {needed.isoformat()} needed"
+
+
+@kopf.timer(GROUP, VERSION, "auditpartitionpolicies", interval=settings().tick_s)
+async def reconcile(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    namespace: str | None,
+    name: str,
+    **kwargs: Any,
+) -> None:
+    generation = meta.get("generation")
+    if spec.get("suspend"):
+        patch.status["observedGeneration"] = generation
+        return
+    if not _due(spec, status, generation):
+        return
+    try:
+        dsn = await kube.secret_value(namespace or "default", spec["databaseSecretRef"])
+        report, state = await _maintain(dsn, spec)
+    except (kube.MissingReference, OSError, asyncpg.PostgresError, ValueError) as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        reason = "SecretUnusable" if isinstance(exc, kube.MissingReference) else "MaintenanceFailed"
+        patch.status["observedGeneration"] = generation
+        patch.status["conditions"] = conditions.merged(
+            status.get("conditions"),
+            [conditions.condition("Ready", False, reason, message)],
+            generation,
+        )
+        kopf.warn(body, reason=reason, message=message)
+        metrics.failed(KIND)
+        raise kopf.TemporaryError(message, delay=backoff(int(kwargs.get("retry", 0)))) from exc
+
+    horizon_ok, horizon_msg = _horizon_met(spec, state["horizon"])
+    default_rows = state["defaultPartitionRows"]
+    patch.status.update(
+        {
+            **state,
+            "observedGeneration": generation,
+            "lastMaintenance": report.as_dict(),
+            "conditions": conditions.merged(
+                status.get("conditions"),
+                [
+                    conditions.condition("Ready", True, "Maintained", "maintenance succeeded"),
+                    conditions.condition(
+                        "HorizonMet", horizon_ok, "Ahead" if horizon_ok else "Behind", horizon_msg
+                    ),
+                    conditions.condition(
+                        "DefaultPartitionEmpty",
+                        default_rows == 0,
+                        "Empty" if default_rows == 0 else "RowsInDefault",
+                        f"{default_rows} rows in the default partition",
+                    ),
+                ],
+                generation,
+            ),
+        }
+    )
+    if report.changed:
+        kopf.info(
+            body,
+            reason="PartitionsMaintained",
+            message=(
+                f"created {len(report.created)}, detached {len(report.detached)}, "
+                f"dropped {len(report.dropped)}, moved {report.moved_from_default} rows"
+            ),
+        )
+    metrics.succeeded(KIND, namespace, name)

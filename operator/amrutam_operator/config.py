@@ -1,0 +1,41 @@
+"""Operator settings from the environment (prefix ``AMRUTAM_OPERATOR_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GROUP = "platform.amrutam.io"
+VERSION = "v1alpha1"
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AMRUTAM_OPERATOR_", extra="ignore")
+
+    # Where the Kubernetes API is. Unset: in-cluster service account, else ~/.kube/config.
+    # Set it to reach an API without credentials, e.g. `kubectl proxy` on a laptop.
+    kube_api_url: str | None = None
+    # Peering: with two operator pods (a rollout, a mistaken scale-up) only the one with
+    # the highest priority acts; `standalone` turns that off (one replica, or tests).
+    peering_name: str = "amrutam"
+    standalone: bool = False
+    # How often each resource's timer wakes to see whether its own interval has passed.
+    tick_s: float = Field(5.0, gt=0)
+    # Backoff after a failed reconciliation: base * 2^retry, capped.
+    retry_base_s: float = Field(10.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+    # The longest a scale-down waits for a draining worker to finish its tasks.
+    drain_timeout_s: float = Field(900.0, gt=0)
+    metrics_port: int = Field(9810, ge=0, le=65535, description="0 turns the endpoint off")
+
+
+@lru_cache
+def settings() -> OperatorSettings:
+    return OperatorSettings()
+
+
+def backoff(retry: int) -> float:
+    conf = settings()
+    return float(min(conf.retry_max_s, conf.retry_base_s * 2 ** min(retry, 20)))

@@ -1,0 +1,42 @@
+"""Operator start-up: connection, peering, Events, metrics and the health probe."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from amrutam_operator import config
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    conf = config.settings()
+    # One active operator: peers pause while a higher-priority one runs (kopf peering).
+    settings.peering.name = conf.peering_name
+    settings.peering.standalone = conf.standalone
+    settings.peering.mandatory = not conf.standalone
+    # Events for what the handlers do (info) and what fails (warnings).
+    settings.posting.level = logging.INFO
+    # kopf keeps its bookkeeping in annotations; status belongs to our conditions.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    settings.watching.server_timeout = 300
+    if conf.metrics_port:
+        start_http_server(conf.metrics_port)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    url = config.settings().kube_api_url
+    if url:
+        return kopf.ConnectionInfo(server=url, insecure=True)
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.probe(id="ready")
+def ready(**_: Any) -> bool:
+    """Served on kopf's liveness endpoint (``kopf run --liveness=...``) once running."""
+    return True

@@ -1,0 +1,217 @@
+"""The real operator (kopf, in process) against kmock's Kubernetes emulator.
+
+One emulator and one operator serve the whole package; each test makes its own
+resources. The emulator stores what it is sent and streams watch events, but applies no
+CRD defaults or validation, sets no resourceVersion and bumps no generation: the helpers
+here do those parts of an API server's job (schemas are tested on their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kmock
+import pytest
+import pytest_asyncio
+import yaml
+from kopf.testing import KopfRunner
+
+from amrutam.devservices import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "charts" / "amrutam" / "crds"
+GROUP = "platform.amrutam.io/v1alpha1"
+NAMESPACE = "default"
+METRICS_PORT = free_port()
+KUBE_PORT = free_port()
+LIVENESS_PORT = free_port()
+# Before anything imports the operator: its timers' tick is read at import.
+os.environ.update(
+    AMRUTAM_OPERATOR_KUBE_API_URL=f"http://127.0.0.1:{KUBE_PORT}",
+    AMRUTAM_OPERATOR_STANDALONE="true",
+    AMRUTAM_OPERATOR_TICK_S="0.2",
+    AMRUTAM_OPERATOR_RETRY_BASE_S="0.5",
+    AMRUTAM_OPERATOR_RETRY_MAX_S="2",
+    AMRUTAM_OPERATOR_DRAIN_TIMEOUT_S="60",
+    AMRUTAM_OPERATOR_METRICS_PORT=str(METRICS_PORT),
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="package")
+
+
+def crds() -> list[dict[str, Any]]:
+    return [yaml.safe_load(path.read_text()) for path in sorted(CRDS.glob("*.yaml"))]
+
+
+class Cluster:
+    """The emulator, with kubectl-like helpers."""
+
+    def __init__(self, emulator: kmock.KubernetesEmulator, url: str) -> None:
+        self.emulator, self.url = emulator, url
+        self._generation: dict[tuple[str, str], int] = {}
+
+    def _path(self, api: str, plural: str, name: str = "") -> str:
+        prefix = f"/api/{api}" if api == "v1" else f"/apis/{api}"
+        return f"{self.url}{prefix}/namespaces/{NAMESPACE}/{plural}" + (f"/{name}" if name else "")
+
+    async def _send(self, method: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, url, json=body, headers={"Content-Type": "application/merge-patch+json"}
+            ) as response,
+        ):
+            data: dict[str, Any] = await response.json()
+            assert response.status < 300, data
+            return data
+
+    async def create(self, api: str, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        self._generation[(plural, name)] = 1
+        body["metadata"].update(
+            namespace=NAMESPACE,
+            generation=1,
+            resourceVersion="1",
+            uid=f"uid-{plural}-{name}",
+            creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        return await self._send("POST", self._path(api, plural), body)
+
+    async def apply(self, plural: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Create a custom resource, or change its spec (and generation) like kubectl."""
+        if (plural, name) not in self._generation:
+            body = {"apiVersion": GROUP, "kind": kind(plural), "metadata": {"name": name}}
+            return await self.create(GROUP, plural, {**body, "spec": spec})
+        self._generation[(plural, name)] += 1
+        patch = {"metadata": {"generation": self._generation[(plural, name)]}, "spec": spec}
+        return await self._send("PATCH", self._path(GROUP, plural, name), patch)
+
+    async def patch(self, api: str, plural: str, name: str, body: dict[str, Any]) -> None:
+        await self._send("PATCH", self._path(api, plural, name), body)
+
+    async def delete(self, plural: str, name: str) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.delete(self._path(GROUP, plural, name)) as response,
+        ):
+            assert response.status < 300
+
+    def get(self, api: str, plural: str, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.emulator.objects[api + "/" + plural, NAMESPACE, name].raw
+        return obj
+
+    def resource(self, plural: str, name: str) -> dict[str, Any]:
+        return self.get(GROUP, plural, name)
+
+    def replicas(self, deployment: str) -> int:
+        return int(self.get("apps/v1", "deployments", deployment)["spec"]["replicas"])
+
+    async def secret(self, name: str, **data: str) -> None:
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        await self.create("v1", "secrets", {"metadata": {"name": name}, "data": encoded})
+
+    def events(self, about: str) -> list[dict[str, Any]]:
+        """Events the operator posted about an object (each POST, kept or not)."""
+        found = []
+        for request in list(self.emulator):
+            if request.method == kmock.method.POST and request.url.path.endswith("/events"):
+                data = request.data or {}
+                if data.get("involvedObject", {}).get("name") == about:
+                    found.append(data)
+        return found
+
+
+def kind(plural: str) -> str:
+    return {
+        "auditpartitionpolicies": "AuditPartitionPolicy",
+        "scalingpolicies": "ScalingPolicy",
+        "backupschedules": "BackupSchedule",
+        "pointintimerestores": "PointInTimeRestore",
+    }[plural]
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in obj.get("status", {}).get("conditions", []):
+        if cond["type"] == type_:
+            return dict(cond)
+    return None
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (KeyError, AssertionError, TypeError) as exc:
+            last = exc
+        await asyncio.sleep(every)
+    raise AssertionError(f"not reached in {timeout}s; last: {last!r}")
+
+
+def _register(emulator: kmock.KubernetesEmulator) -> None:
+    verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
+    for crd in crds():
+        names = crd["spec"]["names"]
+        emulator.resources[f"{crd['spec']['group']}/v1alpha1/{names['plural']}"] = (
+            kmock.ResourceInfo(
+                kind=names["kind"],
+                namespaced=True,
+                verbs=verbs,
+                shortnames=set(names.get("shortNames", [])),
+                subresources={"status"},
+            )
+        )
+    for key, kind_, subresources in [
+        ("v1/namespaces", "Namespace", set()),
+        ("v1/events", "Event", set()),
+        ("v1/secrets", "Secret", set()),
+        ("v1/pods", "Pod", set()),
+        ("apps/v1/deployments", "Deployment", {"scale", "status"}),
+        ("batch/v1/cronjobs", "CronJob", set()),
+        ("batch/v1/jobs", "Job", {"status"}),
+        ("v1/persistentvolumeclaims", "PersistentVolumeClaim", set()),
+        ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", set()),
+    ]:
+        emulator.resources[key] = kmock.ResourceInfo(
+            kind=kind_,
+            namespaced=key != "v1/namespaces" and "apiextensions" not in key,
+            verbs=verbs,
+            subresources=subresources,
+        )
+    emulator.objects["v1/namespaces", None, NAMESPACE] = {"metadata": {"name": NAMESPACE}}
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
+async def cluster() -> AsyncIterator[Cluster]:
+    async with (
+        kmock.KubernetesEmulator() as emulator,
+        kmock.Server(emulator, port=KUBE_PORT) as server,
+    ):
+        _register(emulator)
+        url = str(server.url).rstrip("/")
+        # In a thread with its own loop, as `kopf run` would be; this loop serves the API.
+        # Cluster-wide: kmock 0.8 cannot parse the namespace listing a namespaced kopf makes.
+        runner = KopfRunner(
+            [
+                "run",
+                "-m",
+                "amrutam_operator",
+                "--all-namespaces",
+                "--standalone",
+                f"--liveness=http://127.0.0.1:{LIVENESS_PORT}/healthz",
+            ],
+            timeout=60,
+        )
+        await asyncio.to_thread(runner.__enter__)
+        yield Cluster(emulator, url)
+        await asyncio.to_thread(runner.__exit__, None, None, None)

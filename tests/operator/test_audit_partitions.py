@@ -1,0 +1,154 @@
+"""AuditPartitionPolicy: the real operator keeps partitions ahead in a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from amrutam.audit.partitions import MONTHLY
+from amrutam.devservices import PostgresServer, free_port
+from amrutam.migrate import upgrade
+from tests.operator.conftest import Cluster, condition, eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="package")
+
+
+@pytest.fixture(scope="module")
+def database(workdir: Path) -> Iterator[PostgresServer]:
+    """A server of its own: the outage test stops it."""
+    server = PostgresServer(workdir / "pg-operator", free_port(), settings={"fsync": "off"})
+    server.start()
+    server.create_database("amrutam")
+    upgrade(server.url("amrutam"))
+    yield server
+    server.stop("immediate")
+
+
+def dsn(server: PostgresServer) -> str:
+    return server.url("amrutam", driver="postgresql")
+
+
+async def partition_names(server: PostgresServer) -> set[str]:
+    conn = await asyncpg.connect(dsn(server))
+    try:
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'audit_logs'::regclass"
+        )
+    finally:
+        await conn.close()
+    return {r["relname"] for r in rows}
+
+
+async def plant_in_default(server: PostgresServer, when: datetime, count: int) -> None:
+    conn = await asyncpg.connect(dsn(server))
+    try:
+        for _ in range(count):
+            await conn.execute(
+                "INSERT INTO audit_logs (id, occurred_at, actor_role, action, entity_type, "
+                "entity_id, detail, row_hash) VALUES ($1, $2, 'system', 'test.planted', "
+                "'test', 'x', '{}', 'h')",
+                uuid.uuid4(),
+                when,
+            )
+    finally:
+        await conn.close()
+
+
+async def test_policy_creates_partitions_moves_default_rows_and_reports(
+    cluster: Cluster, database: PostgresServer
+) -> None:
+    # Rows for a month far ahead land in the default partition (no partition yet).
+    month = MONTHLY.shift(MONTHLY.floor(datetime.now(UTC)), 10)
+    await plant_in_default(database, month.replace(day=15), 3)
+    await cluster.secret("db-owner", dsn=dsn(database))
+
+    await cluster.apply(
+        "auditpartitionpolicies",
+        "audit",
+        {"databaseSecretRef": {"name": "db-owner", "key": "dsn"}, "premake": 6},
+    )
+    policy = await eventually(
+        lambda: (
+            (p := cluster.resource("auditpartitionpolicies", "audit"))
+            and condition(p, "Ready")
+            and condition(p, "Ready")["status"] == "True"
+            and p
+        )
+    )
+    status = policy["status"]
+    current = MONTHLY.floor(datetime.now(UTC))
+    wanted = {f"audit_logs_{MONTHLY.shift(current, k).strftime('%Y_%m')}" for k in range(7)}
+    names = await partition_names(database)
+    assert wanted <= names
+    assert f"audit_logs_{month.strftime('%Y_%m')}" in names
+    assert status["defaultPartitionRows"] == 0
+    assert status["lastMaintenance"]["movedFromDefault"] == 3
+    assert status["partitions"] == len(names) - 1  # all but the default partition
+    assert status["observedGeneration"] == 1
+    assert condition(policy, "HorizonMet")["status"] == "True"
+    assert condition(policy, "DefaultPartitionEmpty")["status"] == "True"
+    assert any(e["reason"] == "PartitionsMaintained" for e in cluster.events("audit"))
+
+    # A changed spec is picked up at once, not at the next checkInterval.
+    await cluster.apply("auditpartitionpolicies", "audit", {"premake": 12})
+    await eventually(
+        lambda: (
+            cluster.resource("auditpartitionpolicies", "audit")["status"].get("observedGeneration")
+            == 2
+        )
+    )
+    assert f"audit_logs_{MONTHLY.shift(current, 12).strftime('%Y_%m')}" in await partition_names(
+        database
+    )
+
+
+async def test_database_outage_is_a_condition_and_an_event_then_recovers(
+    cluster: Cluster, database: PostgresServer
+) -> None:
+    await cluster.secret("db-outage", dsn=dsn(database))
+    database.stop("immediate")
+    try:
+        await cluster.apply(
+            "auditpartitionpolicies",
+            "outage",
+            {"databaseSecretRef": {"name": "db-outage", "key": "dsn"}, "checkInterval": 3600},
+        )
+        failed = await eventually(
+            lambda: (
+                (c := condition(cluster.resource("auditpartitionpolicies", "outage"), "Ready"))
+                and c["status"] == "False"
+                and c
+            )
+        )
+        assert failed["reason"] == "MaintenanceFailed"
+        warnings = [e for e in cluster.events("outage") if e["type"] == "Warning"]
+        assert warnings
+        assert warnings[0]["reason"] == "MaintenanceFailed"
+    finally:
+        database.start()
+    # Retried with backoff, without anyone touching the resource.
+    await eventually(
+        lambda: (
+            condition(cluster.resource("auditpartitionpolicies", "outage"), "Ready")["status"]
+            == "True"
+        ),
+        timeout=30,
+    )
+
+
+async def test_a_missing_secret_is_reported_not_crashed_on(cluster: Cluster) -> None:
+    await cluster.apply(
+        "auditpartitionpolicies", "nosecret", {"databaseSecretRef": {"name": "absent"}}
+    )
+    cond = await eventually(
+        lambda: condition(cluster.resource("auditpartitionpolicies", "nosecret"), "Ready")
+    )
+    assert cond["status"] == "False"
+    assert cond["reason"] == "SecretUnusable"
+    assert "absent" in cond["message"]
