@@ -93,7 +93,9 @@ async def test_policy_creates_partitions_moves_default_rows_and_reports(
     assert status["observedGeneration"] == 1
     assert condition(policy, "HorizonMet")["status"] == "True"
     assert condition(policy, "DefaultPartitionEmpty")["status"] == "True"
-    assert any(e["reason"] == "PartitionsMaintained" for e in cluster.events("audit"))
+    await eventually(
+        lambda: any(e["reason"] == "PartitionsMaintained" for e in cluster.events("audit"))
+    )
 
     # A changed spec is picked up at once, not at the next checkInterval.
     await cluster.apply("auditpartitionpolicies", "audit", {"premake": 12})
@@ -127,8 +129,9 @@ async def test_database_outage_is_a_condition_and_an_event_then_recovers(
             )
         )
         assert failed["reason"] == "MaintenanceFailed"
-        warnings = [e for e in cluster.events("outage") if e["type"] == "Warning"]
-        assert warnings
+        warnings = await eventually(
+            lambda: [e for e in cluster.events("outage") if e["type"] == "Warning"]
+        )
         assert warnings[0]["reason"] == "MaintenanceFailed"
     finally:
         database.start()

@@ -80,6 +80,8 @@ async def test_scales_up_with_the_queue_and_down_after_it_drains(
     await cluster.apply("scalingpolicies", "wk-up", policy("wk-up", "redis-up", "q-up"))
     await eventually(lambda: cluster.replicas("wk-up") == 5)
     # Two at a time, and never past the maximum.
+    # Events are posted after the handler returns: wait for them, then compare.
+    await eventually(lambda: len(scaled(cluster, "wk-up")) == 2)
     assert scaled(cluster, "wk-up") == ["Deployment wk-up 1 -> 3", "Deployment wk-up 3 -> 5"]
     status = cluster.resource("scalingpolicies", "wk-up")["status"]
     assert status["observedValue"] == 100
@@ -92,6 +94,7 @@ async def test_scales_up_with_the_queue_and_down_after_it_drains(
     await asyncio.sleep(2)
     assert cluster.replicas("wk-up") == 5  # still inside the down-stabilisation window
     await eventually(lambda: cluster.replicas("wk-up") == 1, timeout=40)
+    await eventually(lambda: len(scaled(cluster, "wk-up")) == 6)
     assert scaled(cluster, "wk-up")[2:] == [
         "Deployment wk-up 5 -> 4",
         "Deployment wk-up 4 -> 3",
@@ -116,6 +119,7 @@ async def test_an_unreadable_metric_holds_the_replicas(cluster: Cluster) -> None
     assert cluster.replicas("wk-dark") == 3  # never collapsed to the minimum
     status = cluster.resource("scalingpolicies", "wk-dark")["status"]
     assert status["desiredReplicas"] == 3
+    await eventually(lambda: cluster.events("wk-dark"))
     assert [e["reason"] for e in cluster.events("wk-dark")] == ["MetricUnavailable"]
 
 
@@ -156,4 +160,4 @@ async def test_workers_stop_consuming_before_their_pod_is_scaled_away(
     control = Celery("tests", broker=broker_url).control
     queues = control.inspect(destination=["celery@wk-drain-new"], timeout=2).active_queues()
     assert queues == {"celery@wk-drain-new": []}
-    assert any(e["reason"] == "Scaled" for e in cluster.events("wk-drain"))
+    await eventually(lambda: scaled(cluster, "wk-drain") == ["Deployment wk-drain 2 -> 1"])
