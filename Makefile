@@ -22,8 +22,9 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 ## run: the whole platform locally (PostgreSQL, Redis, API, worker, beat) until Ctrl-C
+# BACKUPS=1 also archives WAL to a local pgBackRest repository, to practise restores.
 run: install
-	amrutam dev run
+	amrutam dev run $(if $(BACKUPS),--backups)
 
 ## test: the whole test suite against real PostgreSQL and Redis it starts itself
 test: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from amrutam.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from amrutam.audit.service import AuditTrail
+    from amrutam.backups.pgbackrest import PgBackRest
+    from amrutam.backups.status import Backup, Window
     from amrutam.db import Database
     from amrutam.localstack import LocalStack
 
@@ -345,25 +348,186 @@ def tasks_retry(ids: tuple[uuid.UUID, ...], everything: bool) -> None:
 
 
 @main.group()
+def backup() -> None:
+    """pgBackRest backups of the database (AMRUTAM_BACKUP_CONFIG, AMRUTAM_BACKUP_STANZA)."""
+
+
+def _repo() -> PgBackRest:
+    from amrutam.backups.pgbackrest import PgBackRest
+
+    settings = get_settings()
+    config = Path(settings.backup_config)
+    if not config.is_absolute():
+        config = PROJECT_ROOT / config
+    if not config.exists():
+        raise click.ClickException(
+            f"no pgBackRest configuration at {config}: run `make run BACKUPS=1` for the "
+            "local stack, or set AMRUTAM_BACKUP_CONFIG"
+        )
+    return PgBackRest(config, settings.backup_stanza)
+
+
+def _backup_step(step: Callable[[PgBackRest], None], done: str) -> None:
+    from amrutam.backups.pgbackrest import BackupError
+
+    try:
+        step(_repo())
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(done)
+
+
+@backup.command("stanza-create")
+def backup_stanza_create() -> None:
+    """Initialise the repository for this database (safe to repeat)."""
+    _backup_step(lambda r: r.stanza_create(), "stanza ready")
+
+
+@backup.command("check")
+def backup_check() -> None:
+    """Check the configuration and that WAL reaches the archive."""
+    _backup_step(lambda r: r.check(), "archiving works")
+
+
+@backup.command("full")
+def backup_full() -> None:
+    """Take a full backup."""
+    _backup_step(lambda r: r.backup("full"), "full backup taken")
+
+
+@backup.command("diff")
+def backup_diff() -> None:
+    """Take a differential backup (changes since the last full)."""
+    _backup_step(lambda r: r.backup("diff"), "differential backup taken")
+
+
+@backup.command("incr")
+def backup_incr() -> None:
+    """Take an incremental backup (changes since the last backup of any type)."""
+    _backup_step(lambda r: r.backup("incr"), "incremental backup taken")
+
+
+async def _last_archived(settings: Settings) -> datetime | None:
+    import asyncpg
+
+    from amrutam.backups.status import archiver
+
+    try:
+        conn = await asyncpg.connect(_admin_connection_url(), timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        return (await archiver(conn)).last_archived
+    finally:
+        await conn.close()
+
+
+def _window() -> tuple[list[Backup], Window | None]:
+    from amrutam.backups import status
+    from amrutam.backups.pgbackrest import BackupError
+
+    try:
+        found = status.backups(_repo().info())
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return found, status.window(found, _run(_last_archived))
+
+
+@backup.command("info")
+def backup_info() -> None:
+    """The backups in the repository and the recovery window, in plain words."""
+    from amrutam.backups import status
+
+    found, window = _window()
+    if window is None:
+        click.echo("No backups yet: nothing can be restored. Run `amrutam backup full`.")
+        return
+    click.echo(window.describe())
+    for kind, last in status.latest_by_kind(found).items():
+        click.echo(
+            f"Last {kind} backup: {last.label}, finished {status.iso(last.finished)}, "
+            f"{last.size / 2**20:.1f} MiB ({last.repo_size / 2**20:.1f} MiB in the repository)"
+        )
+    click.echo(
+        f"{len(found)} backups, {status.repo_size(found) / 2**20:.1f} MiB in the repository."
+    )
+
+
+@backup.command("restore")
+@click.option("--to", "target", required=True, help="an ISO time (UTC if no offset) or 'latest'")
+@click.option("--into", type=click.Path(path_type=Path), required=True, help="a new data directory")
+def backup_restore(target: str, into: Path) -> None:
+    """Restore into a new data directory, never over the running database."""
+    from amrutam.backups.pgbackrest import BackupError
+    from amrutam.devservices import chown_to_postgres
+
+    if into.exists() and any(into.iterdir()):
+        raise click.ClickException(f"{into} is not empty: restore into a new directory")
+    repo = _repo()
+    with contextlib.suppress(BackupError):
+        repo.check()  # pushes the current WAL segment, so "just now" is reachable
+    _, window = _window()
+    if window is None:
+        raise click.ClickException("no backups to restore from")
+    when = None
+    if target != "latest":
+        try:
+            moment = datetime.fromisoformat(target)
+        except ValueError as exc:
+            raise click.BadParameter("an ISO 8601 time or 'latest'", param_hint="--to") from exc
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if not window.contains(moment):
+            raise click.ClickException(
+                f"{target} is outside the recovery window. {window.describe()}"
+            )
+        when = moment
+    into.mkdir(parents=True, exist_ok=True)
+    into.chmod(0o700)
+    chown_to_postgres(into)
+    try:
+        repo.restore(into, when)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"restored into {into}; start it with archive_mode=off on a free port")
+
+
+@main.group()
 def dev() -> None:
     """The local stack: PostgreSQL and Redis under .local/, and the processes."""
 
 
-def _stack() -> LocalStack:
+def _stack(backups: bool = False) -> LocalStack:
     from amrutam.localstack import LocalStack
 
-    return LocalStack.from_settings(get_settings(), PROJECT_ROOT / ".local")
+    stack = LocalStack.from_settings(get_settings(), PROJECT_ROOT / ".local")
+    if backups:
+        stack.backups = PROJECT_ROOT / ".local" / "pgbackrest"
+        stack.stanza = get_settings().backup_stanza
+    return stack
 
 
-@dev.command("up")
-def dev_up() -> None:
-    """Start the local PostgreSQL and Redis."""
+_BACKUPS = click.option(
+    "--backups", is_flag=True, help="archive WAL to a local pgBackRest repository (.local/)"
+)
+
+
+def _start(stack: LocalStack) -> None:
+    from amrutam.backups.pgbackrest import BackupError
     from amrutam.devservices import ServiceError
 
     try:
-        _stack().up()
-    except ServiceError as exc:
+        stack.up()
+        if stack.backups is not None:
+            click.echo(f"WAL archiving on; pgBackRest configuration: {stack.first_backup()}")
+    except (ServiceError, BackupError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@dev.command("up")
+@_BACKUPS
+def dev_up(backups: bool) -> None:
+    """Start the local PostgreSQL and Redis."""
+    _start(_stack(backups))
     settings = get_settings()
     click.echo(f"PostgreSQL: {settings.database_url}\nRedis:      {settings.redis_url}")
 
@@ -376,20 +540,18 @@ def dev_down() -> None:
 
 @dev.command("run")
 @click.option("--procfile", default=str(PROJECT_ROOT / "Procfile"), show_default=True)
-def dev_run(procfile: str) -> None:
+@_BACKUPS
+def dev_run(procfile: str, backups: bool) -> None:
     """Start the services, migrate, seed, and run the API, worker and beat until Ctrl-C."""
-    from amrutam.devservices import ServiceError, port_in_use
+    from amrutam.devservices import port_in_use
 
     settings = get_settings()
-    stack = _stack()
+    stack = _stack(backups)
     if port_in_use(settings.port, settings.host):
         raise click.ClickException(
             f"port {settings.port} is already in use: stop what holds it or set AMRUTAM_PORT"
         )
-    try:
-        stack.up()
-    except ServiceError as exc:
-        raise click.ClickException(str(exc)) from exc
+    _start(stack)
     try:
         ctx = click.get_current_context()
         ctx.invoke(migrate)

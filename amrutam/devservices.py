@@ -48,13 +48,13 @@ def pg_bindir() -> Path:
     raise ServiceError("PostgreSQL 15 server binaries not found: apt-get install postgresql-15")
 
 
-def _as_postgres_user(cmd: list[str]) -> list[str]:
+def as_postgres_user(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
     return cmd
 
 
-def _chown_to_postgres(path: Path) -> None:
+def chown_to_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(path, "postgres", "postgres")
 
@@ -72,7 +72,7 @@ class PostgresServer:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            _as_postgres_user([str(self.bindir / args[0]), *args[1:]]),
+            as_postgres_user([str(self.bindir / args[0]), *args[1:]]),
             check=check,
             capture_output=True,
             text=True,
@@ -86,7 +86,7 @@ class PostgresServer:
             return
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.datadir.chmod(0o700)
-        _chown_to_postgres(self.datadir)
+        chown_to_postgres(self.datadir)
         self._run(
             "initdb",
             "-D",
@@ -99,6 +99,18 @@ class PostgresServer:
             "--locale=C.UTF-8",
             "--no-sync",
         )
+
+    def include(self, name: str, text: str) -> None:
+        """Settings in a file of their own, included from postgresql.conf (applied at
+        the next start)."""
+        self.init()
+        (self.datadir / name).write_text(text)
+        chown_to_postgres(self.datadir / name)
+        conf = self.datadir / "postgresql.conf"
+        line = f"include_if_exists = '{name}'\n"
+        if line not in conf.read_text():
+            with conf.open("a") as handle:
+                handle.write(line)
 
     def running(self) -> bool:
         return self._run("pg_ctl", "status", "-D", str(self.datadir), check=False).returncode == 0

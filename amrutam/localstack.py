@@ -17,6 +17,8 @@ class LocalStack:
     postgres: PostgresServer
     redis: RedisServer
     database: str
+    backups: Path | None = None  # where the pgBackRest repository lives, when archiving
+    stanza: str = "amrutam"
 
     @classmethod
     def from_settings(cls, settings: Settings, root: Path) -> LocalStack:
@@ -29,9 +31,28 @@ class LocalStack:
         )
 
     def up(self) -> None:
+        if self.backups is not None:
+            self._archive_wal(self.backups)
         self.postgres.start()
         self.postgres.create_database(self.database)
         self.redis.start()
+
+    def _archive_wal(self, root: Path) -> None:
+        from amrutam.backups.config import archiving_settings, prepare_local
+
+        config = prepare_local(root, self.stanza, self.postgres.datadir, self.postgres.port)
+        self.postgres.include("archiving.conf", archiving_settings(config, self.stanza))
+
+    def first_backup(self) -> str:
+        """Create the stanza and, if the repository is empty, take a full backup."""
+        from amrutam.backups.pgbackrest import PgBackRest
+
+        assert self.backups is not None
+        repo = PgBackRest(self.backups / "pgbackrest.conf", self.stanza)
+        repo.stanza_create()
+        if not repo.info().get("backup"):
+            repo.backup("full")
+        return str(self.backups / "pgbackrest.conf")
 
     def down(self) -> None:
         self.redis.stop()

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     )
     worker_metrics_port: int = Field(9808, ge=1, le=65535)
 
+    # Backups (pgBackRest): the configuration file `amrutam backup` uses, and its stanza.
+    backup_config: str = ".local/pgbackrest/pgbackrest.conf"
+    backup_stanza: str = "amrutam"
+
     # Logging
     log_level: str = "INFO"
     log_file: str | None = Field(None, description="also log to this file, rotated daily")

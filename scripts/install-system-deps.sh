@@ -7,6 +7,8 @@ missing=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v pgbackrest >/dev/null 2>&1 || missing+=(pgbackrest)
+# libfaketime: the backup tests run pgBackRest retention "ten days later"
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client-15)
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -1,0 +1,1 @@
+"""pgBackRest backups: configuration, commands, and what the repository can restore."""

@@ -1,0 +1,88 @@
+"""A PostgreSQL that archives its WAL to a real pgBackRest repository."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from amrutam.backups.config import archiving_settings, prepare_local
+from amrutam.backups.pgbackrest import PgBackRest
+from amrutam.devservices import PostgresServer, as_postgres_user, free_port
+from amrutam.migrate import upgrade
+
+STANZA = "amrutam"
+
+
+@dataclass
+class Archived:
+    server: PostgresServer
+    repo: PgBackRest
+    root: Path
+
+    @property
+    def scratch(self) -> Path:
+        """A folder the postgres user may write in (pytest's tmp_path is root's alone)."""
+        path = self.root / "scratch"
+        path.mkdir(exist_ok=True)
+        path.chmod(0o777)
+        return path
+
+    def dsn(self, database: str = "amrutam") -> str:
+        return self.server.url(database, driver="postgresql")
+
+    def sql(self, statement: str) -> str:
+        return self.server.psql(statement, database="amrutam").strip()
+
+    def restored(self, datadir: Path) -> PostgresServer:
+        """Start a restored data directory on its own port, archiving off, and wait
+        until recovery has finished and it has been promoted."""
+        copy = PostgresServer(datadir, free_port(), settings={"archive_mode": "off"})
+        copy.start()
+        deadline = time.monotonic() + 60
+        while copy.psql("SELECT pg_is_in_recovery()", database="amrutam").strip() != "f":
+            assert time.monotonic() < deadline, "the restored copy never left recovery"
+            time.sleep(0.2)
+        return copy
+
+
+def archived_server(root: Path) -> Archived:
+    server = PostgresServer(root / "pg", free_port(), settings={"fsync": "off"})
+    config = prepare_local(root / "pgbackrest", STANZA, server.datadir, server.port)
+    server.include("archiving.conf", archiving_settings(config, STANZA))
+    server.start()
+    server.create_database("amrutam")
+    upgrade(server.url("amrutam"))
+    repo = PgBackRest(config, STANZA)
+    repo.stanza_create()
+    repo.check()
+    return Archived(server, repo, root)
+
+
+@pytest.fixture(scope="module")
+def archived(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Archived]:
+    root = workdir / f"backup-{request.module.__name__.rsplit('.', 1)[-1]}"
+    root.mkdir()
+    found = archived_server(root)
+    yield found
+    found.server.stop("immediate")
+
+
+def faked(days: int, repo: PgBackRest, *args: str) -> subprocess.CompletedProcess[str]:
+    """A pgbackrest command run as if ``days`` days had passed (libfaketime)."""
+    cmd = [
+        "faketime",
+        "-f",
+        f"+{days}d",
+        "pgbackrest",
+        f"--config={repo.config}",
+        f"--stanza={repo.stanza}",
+        *args,
+    ]
+    done = subprocess.run(as_postgres_user(cmd), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
