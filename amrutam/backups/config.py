@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from string import Template
-from typing import Literal
+from typing import Any, Literal
 
 _PACKAGED = Path(__file__).parent / "templates"  # where a wheel carries backup/
 _SOURCE = Path(__file__).resolve().parents[2] / "backup"
@@ -47,25 +47,32 @@ def archiving_settings(config_file: Path, stanza: str) -> str:
     return template("postgresql-archiving.conf").substitute(config=config_file, stanza=stanza)
 
 
-def prepare_local(root: Path, stanza: str, pg_path: Path, pg_port: int) -> Path:
-    """A posix repository under ``root`` for a local PostgreSQL: folders owned by the
-    ``postgres`` user, the configuration written; returns the configuration file."""
+def prepare_local(root: Path, stanza: str, pg_path: Path, pg_port: int, **repo: Any) -> Path:
+    """A repository configuration under ``root`` for a local PostgreSQL (posix by default,
+    ``repo`` overrides e.g. ``repo_type="s3"``): folders owned by the ``postgres`` user,
+    the configuration written; returns the configuration file."""
     from amrutam.devservices import chown_to_postgres
 
     for sub in ("", "repo", "log", "lock", "spool"):
         (root / sub).mkdir(parents=True, exist_ok=True)
         chown_to_postgres(root / sub)
+    settings: dict[str, Any] = {"repo_path": str(root / "repo"), **repo}
     config = RepoConfig(
         stanza=stanza,
-        repo_path=str(root / "repo"),
         pg_path=str(pg_path),
         pg_port=pg_port,
         pg_socket=str(pg_path),
         log_path=str(root / "log"),
         lock_path=str(root / "lock"),
         spool_path=str(root / "spool"),
+        **settings,
     )
     path = root / "pgbackrest.conf"
     path.write_text(config.render())
     chown_to_postgres(path)
     return path
+
+
+def render(name: str, **values: object) -> str:
+    """Any template of backup/ (e.g. the TLS repository-host pair) with its values."""
+    return template(name).substitute(values)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,14 +51,14 @@ class Archived:
         return copy
 
 
-def archived_server(root: Path) -> Archived:
+def archived_server(root: Path, env: dict[str, str] | None = None, **repo: Any) -> Archived:
     server = PostgresServer(root / "pg", free_port(), settings={"fsync": "off"})
-    config = prepare_local(root / "pgbackrest", STANZA, server.datadir, server.port)
+    config = prepare_local(root / "pgbackrest", STANZA, server.datadir, server.port, **repo)
     server.include("archiving.conf", archiving_settings(config, STANZA))
     server.start()
     server.create_database("amrutam")
     upgrade(server.url("amrutam"))
-    repo = PgBackRest(config, STANZA)
+    repo = PgBackRest(config, STANZA, env)
     repo.stanza_create()
     repo.check()
     return Archived(server, repo, root)

@@ -1,0 +1,206 @@
+"""The cluster arrangement, on one machine: a repository host takes the backups from a
+database host over pgBackRest's TLS server protocol (two configurations, two servers,
+mutual certificates), and the database host pushes WAL and restores through it."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amrutam.backups.config import render
+from amrutam.backups.pgbackrest import PgBackRest
+from amrutam.devservices import (
+    PostgresServer,
+    as_postgres_user,
+    chown_to_postgres,
+    free_port,
+    port_in_use,
+)
+from amrutam.migrate import upgrade
+from tests.backup.conftest import STANZA, Archived
+
+CLIENT_CN = "pgbackrest-client"
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def certificates(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for localhost and a client certificate."""
+    folder.mkdir()
+    ca_key, ca = folder / "ca.key", folder / "ca.crt"
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=amrutam-test-ca",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+    )
+    for name, subject, extension in [
+        ("server", "/CN=localhost", "subjectAltName=DNS:localhost"),
+        ("client", f"/CN={CLIENT_CN}", "extendedKeyUsage=clientAuth"),
+    ]:
+        key, csr, crt = (folder / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+        openssl(
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        )
+        extfile = folder / f"{name}.ext"
+        extfile.write_text(extension + "\n")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(extfile),
+            "-out",
+            str(crt),
+        )
+    for path in [folder, *folder.iterdir()]:
+        chown_to_postgres(path)
+    return {
+        "ca_file": str(ca),
+        "server_cert": str(folder / "server.crt"),
+        "server_key": str(folder / "server.key"),
+        "client_cert": str(folder / "client.crt"),
+        "client_key": str(folder / "client.key"),
+    }
+
+
+def folders(root: Path, *names: str) -> dict[str, str]:
+    made = {}
+    for name in names:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        chown_to_postgres(root / name)
+        made[f"{name}_path"] = str(root / name)
+    chown_to_postgres(root)
+    return made
+
+
+def tls_server(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        as_postgres_user(["pgbackrest", f"--config={config}", "server"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def arrangement(workdir: Path) -> Iterator[tuple[Archived, PgBackRest]]:
+    root = workdir / "backup-tls"
+    root.mkdir()
+    certs = certificates(root / "certs")
+    server = PostgresServer(root / "pg", free_port(), settings={"fsync": "off"})
+    server.init()
+    common = {
+        **certs,
+        "stanza": STANZA,
+        "client_cn": CLIENT_CN,
+        "db_tls_port": free_port(),
+        "repo_tls_port": free_port(),
+        "pg_path": str(server.datadir),
+        "pg_port": server.port,
+        "pg_socket": str(server.datadir),
+        "pg_user": "postgres",
+    }
+    db_conf, repo_conf = root / "db-host.conf", root / "repo-host.conf"
+    repository = folders(root / "repository", "repo", "log", "lock")
+    db_conf.write_text(
+        render(
+            "pgbackrest-tls-db-host.conf",
+            **common,
+            **folders(root / "db", "log", "lock", "spool"),
+            repo_host="localhost",
+            repo_path=repository["repo_path"],
+            db_listen="127.0.0.1",
+        )
+    )
+    repo_conf.write_text(
+        render(
+            "pgbackrest-tls-repo-host.conf",
+            **common,
+            **repository,
+            window_days=7,
+            repo_listen="127.0.0.1",
+            db_host="localhost",
+        )
+    )
+    servers = [tls_server(db_conf), tls_server(repo_conf)]
+    deadline = time.monotonic() + 20
+    while not (port_in_use(common["db_tls_port"]) and port_in_use(common["repo_tls_port"])):
+        assert time.monotonic() < deadline, "the pgBackRest TLS servers did not start"
+        time.sleep(0.1)
+
+    server.include(
+        "archiving.conf",
+        "wal_level = replica\narchive_mode = on\n"
+        f"archive_command = 'pgbackrest --config={db_conf} --stanza={STANZA} archive-push %p'\n",
+    )
+    server.start()
+    server.create_database("amrutam")
+    upgrade(server.url("amrutam"))
+    yield Archived(server, PgBackRest(db_conf, STANZA), root), PgBackRest(repo_conf, STANZA)
+    server.stop("immediate")
+    for process in servers:
+        process.terminate()
+        process.wait(10)
+
+
+def test_repository_host_backs_up_the_database_host_over_tls(
+    arrangement: tuple[Archived, PgBackRest],
+) -> None:
+    db, repository = arrangement
+    repository.stanza_create()
+    repository.check()  # from the repository host: reaches PostgreSQL through the TLS server
+    db.sql("CREATE TABLE charts (id int)")
+    db.sql("INSERT INTO charts SELECT generate_series(1, 25)")
+    repository.backup("full")
+    db.sql("INSERT INTO charts SELECT generate_series(26, 30)")
+    db.repo.check()  # from the database host: WAL reaches the repository host over TLS
+
+    assert [b["type"] for b in repository.info()["backup"]] == ["full"]
+    assert [b["type"] for b in db.repo.info()["backup"]] == ["full"]  # seen from either side
+
+    into = db.scratch / "restored"
+    into.mkdir(mode=0o700)
+    chown_to_postgres(into)
+    db.repo.restore(into, None)  # the database host restores, fetching over TLS
+    copy = db.restored(into)
+    try:
+        assert copy.psql("SELECT count(*) FROM charts", database="amrutam").strip() == "30"
+    finally:
+        copy.stop("immediate")
