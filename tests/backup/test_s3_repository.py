@@ -54,7 +54,8 @@ def s3_port(workdir: Path) -> Iterator[int]:
     )
     deadline = time.monotonic() + 30
     while not port_in_use(port):
-        assert time.monotonic() < deadline and server.poll() is None, "moto did not start"
+        assert server.poll() is None, "the S3 server exited"
+        assert time.monotonic() < deadline, "the S3 server did not start"
         time.sleep(0.1)
     yield port
     server.terminate()
