@@ -49,8 +49,8 @@ class PgBackRest:
     def expire(self, *options: str) -> None:
         self.run(*options, "expire")
 
-    def info(self) -> dict[str, Any]:
-        stanzas = json.loads(self.run("--output=json", "info"))
+    def info(self, *options: str) -> dict[str, Any]:
+        stanzas = json.loads(self.run("--output=json", *options, "info"))
         for stanza in stanzas:
             if stanza["name"] == self.stanza:
                 return dict(stanza)

@@ -3,4 +3,10 @@
 Importing the package registers every handler with kopf.
 """
 
-from amrutam_operator import audit_partitions, lifecycle, scaling  # noqa: F401
+from amrutam_operator import (  # noqa: F401
+    audit_partitions,
+    backups,
+    lifecycle,
+    restores,
+    scaling,
+)

@@ -28,6 +28,10 @@ class OperatorSettings(BaseSettings):
     retry_max_s: float = Field(300.0, gt=0)
     # The longest a scale-down waits for a draining worker to finish its tasks.
     drain_timeout_s: float = Field(900.0, gt=0)
+    # The image backup and restore Jobs run (it carries pgbackrest), unless a
+    # BackupSchedule names its own; and how often backup status is refreshed.
+    backup_image: str = "ghcr.io/amrutam/amrutam:latest"
+    backup_status_interval_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9810, ge=0, le=65535, description="0 turns the endpoint off")
 
 

@@ -11,10 +11,17 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
-from kubernetes.client import ApiClient, AppsV1Api, Configuration, CoreV1Api
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    BatchV1Api,
+    Configuration,
+    CoreV1Api,
+    CustomObjectsApi,
+)
 from kubernetes.client.exceptions import ApiException
 
 from amrutam_operator.config import settings
@@ -30,6 +37,17 @@ CALLS = {
     ("apps", "statefulsets/scale", "patch"),
     ("apps", "deployments", "get"),
     ("apps", "statefulsets", "get"),
+    ("", "configmaps", "get"),
+    ("", "persistentvolumeclaims", "get"),
+    ("", "persistentvolumeclaims", "create"),
+    ("batch", "cronjobs", "list"),
+    ("batch", "cronjobs", "create"),
+    ("batch", "cronjobs", "patch"),
+    ("batch", "cronjobs", "delete"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "get"),
+    ("batch", "jobs", "create"),
+    ("platform.amrutam.io", "backupschedules", "get"),
 }
 
 
@@ -100,13 +118,130 @@ async def target_pods(namespace: str, target: Mapping[str, Any]) -> list[Any]:
     labels = (workload.spec.selector.match_labels or {}) if workload.spec.selector else {}
     if not labels:
         return []
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     pods = await asyncio.to_thread(
-        CoreV1Api(client()).list_namespaced_pod, namespace, label_selector=selector
+        CoreV1Api(client()).list_namespaced_pod, namespace, label_selector=_selector(labels)
     )
-    return list(pods.items)
+    return [
+        pod
+        for pod in pods.items
+        if pod.metadata and labels.items() <= (pod.metadata.labels or {}).items()
+    ]
 
 
 async def annotate_pod(namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
     body = {"metadata": {"annotations": dict(annotations)}}
     await asyncio.to_thread(CoreV1Api(client()).patch_namespaced_pod, name, namespace, body)
+
+
+async def configmap_data(namespace: str, name: str) -> dict[str, str]:
+    try:
+        found = await asyncio.to_thread(
+            CoreV1Api(client()).read_namespaced_config_map, name, namespace
+        )
+    except ApiException as exc:
+        raise MissingReference(f"configmap {name!r}: {exc.reason}") from exc
+    return dict(found.data or {})
+
+
+async def secret_data(namespace: str, name: str) -> dict[str, str]:
+    try:
+        found = await asyncio.to_thread(CoreV1Api(client()).read_namespaced_secret, name, namespace)
+    except ApiException as exc:
+        raise MissingReference(f"secret {name!r}: {exc.reason}") from exc
+    return {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = client().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+    return data
+
+
+def _selector(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _labelled(items: list[Any], labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The items carrying every label (checked here too: never act on a stranger)."""
+    plain = [_plain(item) for item in items]
+    return [
+        item
+        for item in plain
+        if labels.items() <= (item.get("metadata", {}).get("labels") or {}).items()
+    ]
+
+
+async def cronjobs(namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(
+        BatchV1Api(client()).list_namespaced_cron_job, namespace, label_selector=_selector(labels)
+    )
+    return _labelled(found.items, labels)
+
+
+async def jobs(namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(
+        BatchV1Api(client()).list_namespaced_job, namespace, label_selector=_selector(labels)
+    )
+    return _labelled(found.items, labels)
+
+
+async def create_cronjob(namespace: str, body: Any) -> None:
+    await asyncio.to_thread(BatchV1Api(client()).create_namespaced_cron_job, namespace, body)
+
+
+async def patch_cronjob(namespace: str, name: str, body: Any) -> None:
+    await asyncio.to_thread(BatchV1Api(client()).patch_namespaced_cron_job, name, namespace, body)
+
+
+async def delete_cronjob(namespace: str, name: str) -> None:
+    await asyncio.to_thread(BatchV1Api(client()).delete_namespaced_cron_job, name, namespace)
+
+
+async def create_job(namespace: str, body: Any) -> bool:
+    """Create a Job; False when one of that name exists already (idempotent retries)."""
+    try:
+        await asyncio.to_thread(BatchV1Api(client()).create_namespaced_job, namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+async def job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = await asyncio.to_thread(BatchV1Api(client()).read_namespaced_job, name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _plain(found)
+
+
+async def ensure_pvc(namespace: str, body: Any) -> None:
+    core = CoreV1Api(client())
+    try:
+        await asyncio.to_thread(
+            core.read_namespaced_persistent_volume_claim, body["metadata"]["name"], namespace
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        await asyncio.to_thread(core.create_namespaced_persistent_volume_claim, namespace, body)
+
+
+async def custom_object(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    api = CustomObjectsApi(client())
+    try:
+        found = await asyncio.to_thread(
+            api.get_namespaced_custom_object,
+            "platform.amrutam.io",
+            "v1alpha1",
+            namespace,
+            plural,
+            name,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], found)  # the client returns the parsed JSON

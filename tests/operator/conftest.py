@@ -40,6 +40,7 @@ os.environ.update(
     AMRUTAM_OPERATOR_RETRY_BASE_S="0.5",
     AMRUTAM_OPERATOR_RETRY_MAX_S="2",
     AMRUTAM_OPERATOR_DRAIN_TIMEOUT_S="60",
+    AMRUTAM_OPERATOR_BACKUP_STATUS_INTERVAL_S="0.5",
     AMRUTAM_OPERATOR_METRICS_PORT=str(METRICS_PORT),
 )
 
@@ -175,6 +176,7 @@ def _register(emulator: kmock.KubernetesEmulator) -> None:
         ("v1/namespaces", "Namespace", set()),
         ("v1/events", "Event", set()),
         ("v1/secrets", "Secret", set()),
+        ("v1/configmaps", "ConfigMap", set()),
         ("v1/pods", "Pod", set()),
         ("apps/v1/deployments", "Deployment", {"scale", "status"}),
         ("batch/v1/cronjobs", "CronJob", set()),

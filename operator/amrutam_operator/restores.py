@@ -1,0 +1,194 @@
+"""PointInTimeRestore: a restore Job into a new volume, never over the running database.
+
+A target outside the schedule's recovery window is refused before anything is created.
+Every spec change (a new generation) is a new attempt with its own Job, so a failed
+restore is retried by editing the resource.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from amrutam.backups.status import iso
+from amrutam_operator import backups, conditions, kube, metrics
+from amrutam_operator.config import GROUP, VERSION, settings
+
+KIND = "PointInTimeRestore"
+MOUNT = "/var/lib/postgresql/restore"
+
+
+def _parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | None:
+    """Why the restore cannot start, or None."""
+    if schedule is None:
+        return "the BackupSchedule does not exist"
+    window = (schedule.get("status") or {}).get("recoveryWindow")
+    if not window:
+        return "the BackupSchedule reports no recovery window yet (no backups?)"
+    if target.get("latest"):
+        return None
+    moment = _parse(target["time"])
+    start, end = _parse(window["from"]), _parse(window["to"])
+    if not start <= moment <= end:
+        return f"target {iso(moment)} is outside the recovery window {iso(start)} .. {iso(end)}"
+    return None
+
+
+def restore_job(
+    name: str, generation: int, spec: dict[str, Any], schedule: dict[str, Any]
+) -> dict[str, Any]:
+    target, claim = spec["target"], spec["into"]["persistentVolumeClaim"]
+    source = schedule["spec"]
+    command = [
+        "pgbackrest",
+        f"--stanza={source.get('stanza', 'amrutam')}",
+        f"--pg1-path={MOUNT}/pgdata",
+    ]
+    if not target.get("latest"):
+        moment = _parse(target["time"]).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        command += ["--type=time", f"--target={moment}", "--target-action=promote"]
+    command.append("restore")
+    pod = backups.job_pod(
+        name,
+        source,
+        command,
+        extra_volumes=[{"name": "restore", "persistentVolumeClaim": {"claimName": claim["name"]}}],
+        extra_mounts=[{"name": "restore", "mountPath": MOUNT}],
+    )
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{name}-restore-g{generation}",
+            "labels": {"platform.amrutam.io/restore": name},
+        },
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 6 * 3600, "template": pod},
+    }
+
+
+def _pvc(spec: dict[str, Any]) -> dict[str, Any]:
+    claim = spec["into"]["persistentVolumeClaim"]
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim["name"]},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": claim["storage"]}},
+        },
+    }
+    if claim.get("storageClassName"):
+        body["spec"]["storageClassName"] = claim["storageClassName"]
+    return body
+
+
+def _finished(job: dict[str, Any] | None) -> tuple[str, str] | None:
+    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+            return cond["type"], cond.get("message") or cond.get("reason") or ""
+    return None
+
+
+@kopf.timer(GROUP, VERSION, "pointintimerestores", interval=settings().tick_s)
+async def reconcile(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    namespace: str | None,
+    name: str,
+    **_: Any,
+) -> None:
+    generation, namespace = int(meta.get("generation") or 1), namespace or "default"
+    old = status.get("conditions")
+    now = conditions.now_iso()
+
+    if status.get("observedGeneration") != generation:  # a new attempt
+        ref = spec["backupScheduleRef"]["name"]
+        schedule = await kube.custom_object(namespace, "backupschedules", ref)
+        why = refusal(dict(spec["target"]), schedule)
+        patch.status["observedGeneration"] = generation
+        if why is not None or schedule is None:
+            patch.status.update(
+                {
+                    "phase": "Failed",
+                    "message": why,
+                    "finishedAt": now,
+                    "conditions": conditions.merged(
+                        old,
+                        [conditions.condition("Ready", False, "TargetRefused", why or "")],
+                        generation,
+                    ),
+                }
+            )
+            kopf.warn(body, reason="RestoreRefused", message=why or "")
+            metrics.failed(KIND)
+            return
+        job = restore_job(name, generation, dict(spec), schedule)
+        claim = _pvc(dict(spec))
+        kopf.adopt(job, owner=body)
+        await kube.ensure_pvc(namespace, claim)
+        await kube.create_job(namespace, job)
+        patch.status.update(
+            {
+                "phase": "Running",
+                "startedAt": now,
+                "finishedAt": None,
+                "message": None,
+                "job": job["metadata"]["name"],
+                "conditions": conditions.merged(
+                    old,
+                    [
+                        conditions.condition(
+                            "Ready", False, "Restoring", f"job {job['metadata']['name']}"
+                        )
+                    ],
+                    generation,
+                ),
+            }
+        )
+        kopf.info(body, reason="RestoreStarted", message=job["metadata"]["name"])
+        return
+
+    if status.get("phase") != "Running" or not status.get("job"):
+        return
+    outcome = _finished(await kube.job(namespace, status["job"]))
+    if outcome is None:
+        return
+    kind, message = outcome
+    ok = kind == "Complete"
+    target = spec["target"]
+    patch.status.update(
+        {
+            "phase": "Succeeded" if ok else "Failed",
+            "finishedAt": now,
+            "restoredTo": ("latest" if target.get("latest") else target["time"]) if ok else None,
+            "message": message or None,
+            "conditions": conditions.merged(
+                old,
+                [
+                    conditions.condition(
+                        "Ready",
+                        ok,
+                        "Restored" if ok else "RestoreFailed",
+                        message
+                        or ("restored" if ok else "the restore job failed; edit the spec to retry"),
+                    )
+                ],
+                generation,
+            ),
+        }
+    )
+    if ok:
+        kopf.info(body, reason="RestoreSucceeded", message=status["job"])
+        metrics.succeeded(KIND, namespace, name)
+    else:
+        kopf.warn(body, reason="RestoreFailed", message=message or status["job"])
+        metrics.failed(KIND)
