@@ -47,6 +47,34 @@ def migrate() -> None:
     click.echo("database is at the latest migration")
 
 
+@main.command("app-role-password")
+@click.option(
+    "--password",
+    envvar="AMRUTAM_APP_ROLE_PASSWORD",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="or AMRUTAM_APP_ROLE_PASSWORD",
+)
+def app_role_password(password: str) -> None:
+    """Set the login password of the application role (amrutam_app), as an administrator."""
+    import asyncpg
+
+    async def run(_: Settings) -> None:
+        conn = await asyncpg.connect(_admin_connection_url())
+        try:
+            # ALTER ROLE takes no bind parameters: quote the literal in the server.
+            statement = await conn.fetchval(
+                "SELECT format('ALTER ROLE amrutam_app PASSWORD %L', $1::text)", password
+            )
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    _run(run)
+    click.echo("amrutam_app password set")
+
+
 @main.command("create-admin")
 @click.option("--email", required=True)
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)

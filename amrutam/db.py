@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,8 +30,10 @@ SESSION_SETTINGS = {"jit": "off", "random_page_cost": "1.1"}
 
 
 def libpq_dsn(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+asyncpg://``) as the plain DSN asyncpg and libpq take."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """A SQLAlchemy URL (``postgresql+asyncpg://``) as the plain DSN asyncpg and libpq take
+    (SQLAlchemy's ``ssl=`` query parameter is libpq's ``sslmode=``)."""
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    return re.sub(r"([?&])ssl=", r"\1sslmode=", dsn)
 
 
 def create_engine(settings: Settings, application_name: str = "amrutam") -> AsyncEngine:

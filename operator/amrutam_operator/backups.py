@@ -97,9 +97,9 @@ def job_pod(
             "restartPolicy": "Never",
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 999,
-                "runAsGroup": 999,
-                "fsGroup": 999,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [
@@ -383,6 +383,10 @@ async def reconcile(
         )
         if conditions.is_true(old, "WALArchiving") or old is None:
             kopf.warn(body, reason="WALArchivingFailing", message=wal["message"])
+    for kind, backup in latest.items():
+        metrics.BACKUP_FINISHED.labels(namespace, name, kind).set(backup.finished.timestamp())
+    if archiver is not None:
+        metrics.WAL_ARCHIVING.labels(namespace, name).set(1 if archiver.healthy else 0)
     if not fresh and (conditions.is_true(old, "BackupFresh") or old is None):
         kopf.warn(body, reason="BackupOverdue", message=fresh_msg)
     patch.status.update(

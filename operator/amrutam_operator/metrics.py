@@ -25,3 +25,14 @@ def succeeded(kind: str, namespace: str | None, name: str | None) -> None:
 
 def failed(kind: str) -> None:
     RECONCILIATIONS.labels(kind, "failure").inc()
+
+BACKUP_FINISHED = Gauge(
+    "amrutam_backup_last_finished_timestamp_seconds",
+    "When the newest backup of each type in a BackupSchedule's repository finished",
+    ["namespace", "name", "type"],
+)
+WAL_ARCHIVING = Gauge(
+    "amrutam_backup_wal_archiving_ok",
+    "1 while PostgreSQL archives WAL without failures, 0 when it fails",
+    ["namespace", "name"],
+)

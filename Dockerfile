@@ -1,0 +1,42 @@
+# One image for the API, the Celery worker and beat, the operator, and backup Jobs;
+# the process is chosen by the command (see the Helm chart and docker-compose.yml).
+
+# --- build: locked dependencies into a virtualenv, then the project itself ----------
+FROM python:3.11-slim-bookworm AS build
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv
+WORKDIR /src
+# Dependencies first: this layer is reused until uv.lock changes.
+COPY pyproject.toml uv.lock ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-install-project
+COPY README.md ./
+COPY amrutam ./amrutam
+COPY api ./api
+COPY workers ./workers
+COPY operator ./operator
+COPY backup ./backup
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-editable
+
+# --- runtime: no compilers, no uv, a non-root user ------------------------------------
+FROM python:3.11-slim-bookworm AS runtime
+# pgbackrest for backup and restore Jobs (and the operator's `pgbackrest info`).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pgbackrest \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 amrutam \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin amrutam
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    AMRUTAM_HOST=0.0.0.0 \
+    AMRUTAM_ENVIRONMENT=production
+# Everything written at run time goes to /tmp (an emptyDir in Kubernetes), so the root
+# filesystem can be mounted read-only.
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8000 9808 9810
+CMD ["python", "-m", "api"]

@@ -1,0 +1,380 @@
+"""The Helm chart, rendered by the real Helm engine and checked against the Kubernetes
+schemas of a current release, for the value sets people actually install with."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from amrutam_operator.kube import CALLS
+
+from tests.operator.test_crds import validator
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "amrutam"
+KUBERNETES = "1.37.0"
+
+PRODUCTION: dict[str, Any] = {
+    "image": {"tag": "1.4.2"},
+    "database": {"host": "amrutam.cluster-abc.eu-central-1.rds.amazonaws.com"},
+    "redis": {"host": "amrutam.cache.amazonaws.com", "tls": True},
+    "secrets": {"existingSecret": "amrutam-env"},
+    "ingress": {
+        "enabled": True,
+        "className": "nginx",
+        "host": "api.amrutam.health",
+        "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+        "tls": {"enabled": True, "secretName": "amrutam-api-tls"},
+    },
+    "api": {"autoscaling": {"minReplicas": 3, "maxReplicas": 20}},
+    "backups": {
+        "enabled": True,
+        "repo": {
+            "type": "s3",
+            "s3": {
+                "bucket": "amrutam-backups",
+                "region": "eu-central-1",
+                "endpoint": "s3.eu-central-1.amazonaws.com",
+                "credentialsSecret": "amrutam-backup-s3",
+            },
+        },
+        "tlsSecret": "amrutam-pgbackrest-client",
+    },
+}
+MINIMAL: dict[str, Any] = {
+    "operator": {"enabled": False},
+    "worker": {"scaling": {"enabled": False}, "replicas": 1},
+    "api": {"autoscaling": {"enabled": False}, "replicas": 1},
+    "networkPolicy": {"enabled": False},
+    "topologySpread": {"enabled": False},
+    "auditPartitionPolicy": {"enabled": False},
+}
+MONITORING: dict[str, Any] = {
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True},
+    },
+    "backups": PRODUCTION["backups"],
+}
+VALUE_SETS = {"default": {}, "production": PRODUCTION, "minimal": MINIMAL, "monitoring": MONITORING}
+
+
+def render(values: dict[str, Any]) -> list[dict[str, Any]]:
+    chart = helm.Chart.load(CHART)
+    out = chart.render(values, name="amrutam", namespace="amrutam", is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"])
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "StatefulSet")
+    ]
+
+
+@pytest.fixture(params=sorted(VALUE_SETS), scope="module")
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(VALUE_SETS[request.param])
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lint_is_clean(name: str) -> None:
+    report = helm.lint(CHART, VALUE_SETS[name], strict=True, namespace="amrutam")
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"]
+    assert not problems
+
+
+def test_every_object_validates_against_the_kubernetes_schemas(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for doc in rendered:
+        group = doc["apiVersion"].split("/")[0]
+        if group == "platform.amrutam.io":
+            validator(doc["kind"]).validate(doc)  # our own CRDs' schemas
+        elif group == "monitoring.coreos.com":
+            assert doc["kind"] in ("ServiceMonitor", "PrometheusRule")
+            assert doc["spec"]  # the Prometheus operator's CRDs are not bundled here
+        else:
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_chart_crds_are_valid() -> None:
+    for crd in helm.Chart.load(CHART).crds:
+        for doc in yaml.safe_load_all(crd["data"]):
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_every_container_is_unprivileged_with_resources_and_probes(
+    rendered: list[dict[str, Any]],
+) -> None:
+    for name, template in pod_specs(rendered):
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"]["cpu"], name
+            assert container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+            if name.startswith("Deployment/"):
+                assert "livenessProbe" in container, name
+                assert "readinessProbe" in container, name
+
+
+def test_probes_are_wired_to_the_health_endpoints() -> None:
+    docs = {d["metadata"]["name"]: d for d in of_kind(render({}), "Deployment")}
+    api = docs["amrutam-api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    worker = docs["amrutam-worker"]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+    assert "--hostname=celery@$(POD_NAME)" in worker["command"]  # the operator drains by it
+    operator = docs["amrutam-operator"]["spec"]["template"]["spec"]["containers"][0]
+    assert operator["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert docs["amrutam-beat"]["spec"]["replicas"] == 1
+    assert docs["amrutam-beat"]["spec"]["strategy"] == {"type": "Recreate"}
+    assert docs["amrutam-operator"]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rules = []
+    for doc in of_kind(docs, "Role") + of_kind(docs, "ClusterRole"):
+        rules += doc["rules"]
+    return rules
+
+
+def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules
+    )
+
+
+def test_operator_rbac_covers_every_call_and_nothing_wild() -> None:
+    rules = rbac_rules(render({}))
+    for rule in rules:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field], rule
+    missing = [call for call in sorted(CALLS) if not allows(rules, *call)]
+    assert not missing, f"the operator calls these without permission: {missing}"
+    # kopf itself: watch the resources, patch them and their status, peer, post Events.
+    for plural in (
+        "auditpartitionpolicies",
+        "scalingpolicies",
+        "backupschedules",
+        "pointintimerestores",
+    ):
+        for verb in ("list", "watch", "patch"):
+            assert allows(rules, "platform.amrutam.io", plural, verb)
+        assert allows(rules, "platform.amrutam.io", f"{plural}/status", "patch")
+    assert allows(rules, "kopf.dev", "kopfpeerings", "patch")
+    assert allows(rules, "", "events", "create")
+    assert allows(rules, "apiextensions.k8s.io", "customresourcedefinitions", "watch")
+    # And nothing it does not use: no write access to secrets, no pod deletion.
+    assert not allows(rules, "", "secrets", "list")
+    assert not allows(rules, "", "pods", "delete")
+    assert not allows(rules, "apps", "deployments", "patch")
+
+
+def test_rbac_binds_the_operator_service_account() -> None:
+    docs = render({})
+    account = of_kind(docs, "Deployment")
+    operator = next(d for d in account if d["metadata"]["name"] == "amrutam-operator")
+    name = operator["spec"]["template"]["spec"]["serviceAccountName"]
+    for binding in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": name, "namespace": "amrutam"}
+        ]
+    others = [d for d in account if d["metadata"]["name"] != "amrutam-operator"]
+    for deployment in others:
+        assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_migrations_run_before_the_deployments() -> None:
+    docs = render({})
+    (job,) = of_kind(docs, "Job")
+    hooks = job["metadata"]["annotations"]
+    assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    # What the Job reads exists before it: the env ConfigMap and Secret are earlier hooks.
+    for doc in of_kind(docs, "ConfigMap") + of_kind(docs, "Secret"):
+        if doc["metadata"]["name"] == "amrutam-env":
+            weight = int(doc["metadata"]["annotations"]["helm.sh/hook-weight"])
+            assert weight < int(hooks["helm.sh/hook-weight"])
+    for deployment in of_kind(docs, "Deployment"):
+        assert "helm.sh/hook" not in (deployment["metadata"].get("annotations") or {})
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["amrutam", "migrate"]
+
+
+def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        present = labels.get(expression["key"])
+        if expression["operator"] == "In" and present not in expression["values"]:
+            return False
+        if expression["operator"] == "NotIn" and present in expression["values"]:
+            return False
+        if expression["operator"] == "Exists" and present is None:
+            return False
+    return True
+
+
+def test_network_policies_select_the_pods_they_mean() -> None:
+    docs = render({})
+    pods = {
+        d["metadata"]["name"].removeprefix("amrutam-"): d["spec"]["template"]["metadata"]["labels"]
+        for d in of_kind(docs, "Deployment") + of_kind(docs, "Job")
+    }
+    policies = {
+        p["metadata"]["name"].removeprefix("amrutam-"): p for p in of_kind(docs, "NetworkPolicy")
+    }
+
+    def selected(policy: str) -> set[str]:
+        selector = policies[policy]["spec"]["podSelector"]
+        return {name for name, labels in pods.items() if matches(selector, labels)}
+
+    everything = {"api", "worker", "beat", "operator", "migrate"}
+    assert selected("default-deny") == everything
+    assert selected("egress") == everything
+    assert selected("api-ingress") == {"api"}
+    assert selected("metrics-ingress") == {"worker", "operator"}
+    # Only the ingress controller's namespace (and Prometheus) may open the API port.
+    sources = policies["api-ingress"]["spec"]["ingress"][0]["from"]
+    assert sources[0]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+    }
+    # The Services route to the same pods.
+    for service in of_kind(docs, "Service"):
+        chosen = {
+            n
+            for n, labels in pods.items()
+            if matches({"matchLabels": service["spec"]["selector"]}, labels)
+        }
+        assert len(chosen) == 1, service["metadata"]["name"]
+
+
+def test_production_values_use_the_existing_secret_and_tls() -> None:
+    docs = render(PRODUCTION)
+    assert not of_kind(docs, "Secret")  # nothing generated
+    (ingress,) = of_kind(docs, "Ingress")
+    assert ingress["spec"]["tls"] == [
+        {"hosts": ["api.amrutam.health"], "secretName": "amrutam-api-tls"}
+    ]
+    api = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "amrutam-api")
+    refs = api["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    assert {"secretRef": {"name": "amrutam-env"}} in refs
+    (schedule,) = of_kind(docs, "BackupSchedule")
+    assert schedule["spec"]["repo"]["s3"]["credentialsSecretRef"] == {"name": "amrutam-backup-s3"}
+
+
+def test_generated_secrets_are_strong_and_urls_complete() -> None:
+    (secret,) = of_kind(render({}), "Secret")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert len(data["AMRUTAM_JWT_SECRET"]) == 48
+    assert data["AMRUTAM_JWT_SECRET"] != data["AMRUTAM_AUDIT_SIGNING_KEY"]
+    assert data["AMRUTAM_DATABASE_URL"].startswith("postgresql+asyncpg://amrutam_app:")
+    assert data["AMRUTAM_REDIS_URL"] == "redis://redis:6379/0"
+
+
+def test_monitoring_renders_slo_burn_rate_and_backup_alerts() -> None:
+    docs = render(MONITORING)
+    (rule,) = of_kind(docs, "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert {
+        "AmrutamReadLatencyBudgetFastBurn",
+        "AmrutamWriteLatencyBudgetFastBurn",
+        "AmrutamBackupStale",
+        "AmrutamWALArchivingFailing",
+    } <= alerts
+    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
+    assert any('le="0.2"' in r["expr"] for r in records)
+    assert any('le="0.5"' in r["expr"] for r in records)
+    assert of_kind(docs, "ServiceMonitor")
+
+
+def with_value(path: str, value: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    node = values
+    keys = path.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return values
+
+
+BAD = [
+    ("image.pullPolicy", "Sometimes"),
+    ("api.port", 0),
+    ("worker.concurrency", 0),
+    ("config.environment", "staging"),
+    ("secrets.jwtSecret", "short"),
+    ("podSecurityContext.runAsNonRoot", False),
+    ("securityContext.allowPrivilegeEscalation", True),
+    ("auditPartitionPolicy.interval", "hourly"),
+    ("backups.schedules.full", "every sunday"),
+    ("replicas", 3),  # a typo for api.replicas
+]
+
+
+@pytest.mark.parametrize(("path", "value"), BAD, ids=[b[0] for b in BAD])
+def test_bad_values_are_refused_by_the_schema(path: str, value: Any) -> None:
+    chart = helm.Chart.load(CHART)
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(with_value(path, value)))
+
+
+def test_incomplete_feature_values_are_refused() -> None:
+    chart = helm.Chart.load(CHART)
+    tls = with_value("ingress.tls.enabled", True)
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(tls))
+    backups = with_value("backups.enabled", True)
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(backups))
+    good = copy.deepcopy(PRODUCTION)
+    chart.validate_schema(chart.merge_values(good))
+
+
+def test_skaffold_builds_the_image_the_chart_deploys() -> None:
+    """skaffold.yaml against the chart (the field names follow skaffold's v4beta13
+    schema; no skaffold binary runs here)."""
+    config = yaml.safe_load((CHART.parents[1] / "skaffold.yaml").read_text())
+    assert config["apiVersion"] == "skaffold/v4beta13"
+    (artifact,) = config["build"]["artifacts"]
+    assert (CHART.parents[1] / artifact["docker"]["dockerfile"]).exists()
+    (release,) = config["deploy"]["helm"]["releases"]
+    assert (CHART.parents[1] / release["chartPath"]) == CHART
+    image = artifact["image"]
+    assert release["setValueTemplates"] == {
+        "image.repository": "{{.IMAGE_REPO_" + image + "}}",
+        "image.tag": "{{.IMAGE_TAG_" + image + "}}@{{.IMAGE_DIGEST_" + image + "}}",
+    }
+    (dev,) = config["profiles"]
+    for patch in dev["patches"]:
+        for path in patch["value"]:
+            dev_values = yaml.safe_load((CHART.parents[1] / path).read_text())
+            chart = helm.Chart.load(CHART)
+            chart.validate_schema(chart.merge_values(dev_values))
+            docs = render(dev_values)
+            for doc in docs:
+                if not doc["apiVersion"].startswith(("platform.amrutam.io", "monitoring")):
+                    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
