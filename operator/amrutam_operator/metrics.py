@@ -26,6 +26,7 @@ def succeeded(kind: str, namespace: str | None, name: str | None) -> None:
 def failed(kind: str) -> None:
     RECONCILIATIONS.labels(kind, "failure").inc()
 
+
 BACKUP_FINISHED = Gauge(
     "amrutam_backup_last_finished_timestamp_seconds",
     "When the newest backup of each type in a BackupSchedule's repository finished",
