@@ -40,3 +40,16 @@ WORKDIR /tmp
 USER 10001:10001
 EXPOSE 8000 9808 9810
 CMD ["python", "-m", "api"]
+
+# --- postgresql: PostgreSQL 15 with pgBackRest, for the chart's in-cluster database ----
+# (`docker build --target postgresql`); the database host runs pgBackRest's TLS server
+# beside PostgreSQL, the repository host runs the same image with `pgbackrest server`.
+FROM postgres:15-bookworm AS postgresql
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pgbackrest \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o postgres -g postgres /var/log/pgbackrest /var/lib/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest
+USER postgres
+
+# The default target: the application image.
+FROM runtime

@@ -61,7 +61,17 @@ MONITORING: dict[str, Any] = {
     },
     "backups": PRODUCTION["backups"],
 }
-VALUE_SETS = {"default": {}, "production": PRODUCTION, "minimal": MINIMAL, "monitoring": MONITORING}
+IN_CLUSTER_POSTGRES: dict[str, Any] = {
+    "postgresql": {"enabled": True, "tlsSecret": "amrutam-pgbackrest-tls"},
+    "backups": PRODUCTION["backups"],
+}
+VALUE_SETS = {
+    "default": {},
+    "production": PRODUCTION,
+    "minimal": MINIMAL,
+    "monitoring": MONITORING,
+    "in-cluster-postgres": IN_CLUSTER_POSTGRES,
+}
 
 
 def render(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,7 +230,7 @@ def test_migrations_run_before_the_deployments() -> None:
             assert weight < int(hooks["helm.sh/hook-weight"])
     for deployment in of_kind(docs, "Deployment"):
         assert "helm.sh/hook" not in (deployment["metadata"].get("annotations") or {})
-    assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["amrutam", "migrate"]
+    assert "amrutam migrate" in job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
@@ -289,7 +299,7 @@ def test_production_values_use_the_existing_secret_and_tls() -> None:
 def test_generated_secrets_are_strong_and_urls_complete() -> None:
     (secret,) = of_kind(render({}), "Secret")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    assert len(data["AMRUTAM_JWT_SECRET"]) == 48
+    assert len(data["AMRUTAM_JWT_SECRET"]) == 40
     assert data["AMRUTAM_JWT_SECRET"] != data["AMRUTAM_AUDIT_SIGNING_KEY"]
     assert data["AMRUTAM_DATABASE_URL"].startswith("postgresql+asyncpg://amrutam_app:")
     assert data["AMRUTAM_REDIS_URL"] == "redis://redis:6379/0"
@@ -332,6 +342,7 @@ BAD = [
     ("auditPartitionPolicy.interval", "hourly"),
     ("backups.schedules.full", "every sunday"),
     ("replicas", 3),  # a typo for api.replicas
+    ("postgresql.storage", "lots"),
 ]
 
 
@@ -350,6 +361,11 @@ def test_incomplete_feature_values_are_refused() -> None:
     backups = with_value("backups.enabled", True)
     with pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(backups))
+    posix_backups = {"backups": {**PRODUCTION["backups"], "repo": {"type": "posix"}}}
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(posix_backups))
+    with pytest.raises(helm.HelmValuesError):  # the TLS arrangement needs certificates
+        chart.validate_schema(chart.merge_values(with_value("postgresql.enabled", True)))
     good = copy.deepcopy(PRODUCTION)
     chart.validate_schema(chart.merge_values(good))
 
@@ -378,3 +394,45 @@ def test_skaffold_builds_the_image_the_chart_deploys() -> None:
             for doc in docs:
                 if not doc["apiVersion"].startswith(("platform.amrutam.io", "monitoring")):
                     kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_in_cluster_postgresql_runs_the_pgbackrest_tls_arrangement() -> None:
+    docs = render(IN_CLUSTER_POSTGRES)
+    sets = {d["metadata"]["name"]: d for d in of_kind(docs, "StatefulSet")}
+    database = sets["amrutam-postgresql"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in database["containers"]] == ["postgresql", "pgbackrest"]
+    assert any("archive_command=pgbackrest" in a for a in database["containers"][0]["args"])
+    repo = sets["amrutam-pgbackrest-repo"]["spec"]["template"]["spec"]["containers"][0]
+    assert repo["command"][-1] == "server"
+    configs = {
+        d["metadata"]["name"]: d["data"].get("pgbackrest.conf") for d in of_kind(docs, "ConfigMap")
+    }
+    assert "repo1-host=amrutam-pgbackrest-repo" in configs["amrutam-pgbackrest-db"]
+    assert "pg1-host=amrutam-postgresql" in configs["amrutam-pgbackrest-repo"]
+    assert "pg1-host=amrutam-postgresql" in configs["amrutam-pgbackrest"]  # backup Jobs
+    (secret,) = of_kind(docs, "Secret")
+    url = base64.b64decode(secret["data"]["AMRUTAM_DATABASE_URL"]).decode()
+    assert "@amrutam-postgresql:5432/amrutam" in url
+    # Only the platform's pods reach PostgreSQL.
+    policy = next(
+        p
+        for p in of_kind(docs, "NetworkPolicy")
+        if p["metadata"]["name"] == "amrutam-postgresql-ingress"
+    )
+    pods = {
+        d["metadata"]["name"].removeprefix("amrutam-"): d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] in ("Deployment", "Job", "StatefulSet")
+    }
+    sql_from = policy["spec"]["ingress"][0]["from"][0]["podSelector"]
+    assert {n for n, labels in pods.items() if matches(sql_from, labels)} == {
+        "api",
+        "worker",
+        "beat",
+        "operator",
+        "migrate",
+    }
+    assert {n for n, labels in pods.items() if matches(policy["spec"]["podSelector"], labels)} == {
+        "postgresql",
+        "pgbackrest-repo",
+    }

@@ -67,3 +67,8 @@ topologySpreadConstraints:
 - name: tmp
   mountPath: /tmp
 {{- end -}}
+
+{{/* A secret value: the given one; else the one already in the cluster; else random. */}}
+{{- define "amrutam.kept" -}}
+{{- .given | default (index .existing .key | default "" | b64dec) | default (randAlphaNum 40) -}}
+{{- end -}}
