@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import shutil
 import tempfile
@@ -17,6 +18,22 @@ import pytest
 from amrutam.devservices import PostgresServer, RedisServer, free_port
 from amrutam.migrate import upgrade
 from tests.servers import ApiServer
+
+METRICS_PORT = free_port()
+KUBE_PORT = free_port()
+LIVENESS_PORT = free_port()
+# The operator tests' settings, here because this file is loaded before anything
+# imports the operator (its timers' tick and its settings are read at import).
+os.environ.update(
+    AMRUTAM_OPERATOR_KUBE_API_URL=f"http://127.0.0.1:{KUBE_PORT}",
+    AMRUTAM_OPERATOR_STANDALONE="true",
+    AMRUTAM_OPERATOR_TICK_S="0.2",
+    AMRUTAM_OPERATOR_RETRY_BASE_S="0.5",
+    AMRUTAM_OPERATOR_RETRY_MAX_S="2",
+    AMRUTAM_OPERATOR_DRAIN_TIMEOUT_S="60",
+    AMRUTAM_OPERATOR_BACKUP_STATUS_INTERVAL_S="0.5",
+    AMRUTAM_OPERATOR_METRICS_PORT=str(METRICS_PORT),
+)
 
 TEST_JWT_SECRET = "test-secret-for-the-test-suite-only-0123456789abcdef"
 PASSWORD = "correct horse battery"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -23,27 +22,12 @@ import pytest_asyncio
 import yaml
 from kopf.testing import KopfRunner
 
-from amrutam.devservices import free_port
+from tests.conftest import KUBE_PORT, LIVENESS_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "charts" / "amrutam" / "crds"
 GROUP = "platform.amrutam.io/v1alpha1"
 NAMESPACE = "default"
-METRICS_PORT = free_port()
-KUBE_PORT = free_port()
-LIVENESS_PORT = free_port()
-# Before anything imports the operator: its timers' tick is read at import.
-os.environ.update(
-    AMRUTAM_OPERATOR_KUBE_API_URL=f"http://127.0.0.1:{KUBE_PORT}",
-    AMRUTAM_OPERATOR_STANDALONE="true",
-    AMRUTAM_OPERATOR_TICK_S="0.2",
-    AMRUTAM_OPERATOR_RETRY_BASE_S="0.5",
-    AMRUTAM_OPERATOR_RETRY_MAX_S="2",
-    AMRUTAM_OPERATOR_DRAIN_TIMEOUT_S="60",
-    AMRUTAM_OPERATOR_BACKUP_STATUS_INTERVAL_S="0.5",
-    AMRUTAM_OPERATOR_METRICS_PORT=str(METRICS_PORT),
-)
-
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
 
