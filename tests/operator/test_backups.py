@@ -293,7 +293,10 @@ async def test_restore_runs_a_job_into_a_new_volume_and_can_be_retried(
         ]
         == "10Gi"
     )
-    assert cluster.resource("pointintimerestores", "ok")["status"]["phase"] == "Running"
+    # (the status is patched after the handler returns, so just after the Job)
+    await eventually(
+        lambda: cluster.resource("pointintimerestores", "ok")["status"]["phase"] == "Running"
+    )
 
     # The Job fails (the emulator runs no controllers: we write its status) ...
     await cluster.patch(
