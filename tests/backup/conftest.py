@@ -87,3 +87,28 @@ def faked(days: int, repo: PgBackRest, *args: str) -> subprocess.CompletedProces
     done = subprocess.run(as_postgres_user(cmd), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def self_signed(key: Path, cert: Path, subject: str) -> None:
+    """A P-256 key and a self-signed certificate for it, valid two days."""
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        subject,
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    )

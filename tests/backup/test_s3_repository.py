@@ -14,7 +14,7 @@ import pytest
 import urllib3
 
 from amrutam.devservices import free_port, port_in_use
-from tests.backup.conftest import Archived, archived_server
+from tests.backup.conftest import Archived, archived_server, self_signed
 from tests.servers import ROOT
 
 BUCKET = "amrutam-backups"
@@ -24,28 +24,7 @@ KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET":
 @pytest.fixture(scope="module")
 def s3_port(workdir: Path) -> Iterator[int]:
     port, cert, key = free_port(), workdir / "s3.crt", workdir / "s3.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed(key, cert, "/CN=127.0.0.1")
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key)],
         cwd=ROOT,

@@ -21,36 +21,16 @@ from amrutam.devservices import (
     port_in_use,
 )
 from amrutam.migrate import upgrade
-from tests.backup.conftest import STANZA, Archived
+from tests.backup.conftest import STANZA, Archived, openssl, self_signed
 
 CLIENT_CN = "pgbackrest-client"
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
 def certificates(folder: Path) -> dict[str, str]:
     """A CA, a server certificate for localhost and a client certificate."""
     folder.mkdir()
     ca_key, ca = folder / "ca.key", folder / "ca.crt"
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=amrutam-test-ca",
-        "-keyout",
-        str(ca_key),
-        "-out",
-        str(ca),
-    )
+    self_signed(ca_key, ca, "/CN=amrutam-test-ca")
     for name, subject, extension in [
         ("server", "/CN=localhost", "subjectAltName=DNS:localhost"),
         ("client", f"/CN={CLIENT_CN}", "extendedKeyUsage=clientAuth"),
