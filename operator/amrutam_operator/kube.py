@@ -129,8 +129,13 @@ async def target_pods(namespace: str, target: Mapping[str, Any]) -> list[Any]:
 
 
 async def annotate_pod(namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:
+    """Set (or, with None, remove) annotations; a pod already gone needs none."""
     body = {"metadata": {"annotations": dict(annotations)}}
-    await asyncio.to_thread(CoreV1Api(client()).patch_namespaced_pod, name, namespace, body)
+    try:
+        await asyncio.to_thread(CoreV1Api(client()).patch_namespaced_pod, name, namespace, body)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 async def configmap_data(namespace: str, name: str) -> dict[str, str]:
