@@ -31,6 +31,9 @@ from amrutam.seeding import (
 DOCTORS = int(os.environ.get("SEED_DOCTORS", "2000"))
 PATIENTS = int(os.environ.get("SEED_PATIENTS", "5000"))
 EXPECTED = (200, 201, 204, 409, 429)
+# Think time multiplier: 1 is the traffic model's people; 0.1 makes each simulated user
+# ten times as busy, so fewer users (and less Locust CPU) generate the same mix faster.
+PACE = float(os.environ.get("LOAD_PACE", "1"))
 
 
 class _Signed(HttpUser):
@@ -63,7 +66,7 @@ class _Signed(HttpUser):
 
 class Patient(_Signed):
     weight = 85
-    wait_time = between(0.5, 2.0)
+    wait_time = between(0.5 * PACE, 2.0 * PACE)
 
     def on_start(self) -> None:
         self.email = patient_email(random.randrange(PATIENTS))
@@ -145,7 +148,7 @@ class Patient(_Signed):
 
 class Doctor(_Signed):
     weight = 12
-    wait_time = between(1.0, 4.0)
+    wait_time = between(1.0 * PACE, 4.0 * PACE)
 
     def on_start(self) -> None:
         self.email = doctor_email(random.randrange(DOCTORS))
@@ -213,7 +216,7 @@ class Doctor(_Signed):
 
 class Admin(_Signed):
     weight = 3
-    wait_time = between(2.0, 5.0)
+    wait_time = between(2.0 * PACE, 5.0 * PACE)
     # The demo admin that ``amrutam seed`` creates.
     email = os.environ.get("SLO_ADMIN_EMAIL", "admin@amrutam.example")
     password = os.environ.get("SLO_ADMIN_PASSWORD", "amrutam-demo-123")

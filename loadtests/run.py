@@ -40,19 +40,24 @@ def _amrutam(*args: str) -> None:
 @click.option("--users", type=int, default=None, help="override the profile's user count")
 @click.option("--duration", default=None, help="override the profile's run time (e.g. 90s)")
 @click.option("--rate", type=int, default=None, help="override the users started per second")
-def main(profile: str, users: int | None, duration: str | None, rate: int | None) -> None:
+@click.option("--pace", type=float, default=1.0, show_default=True, help="think-time factor")
+def main(
+    profile: str, users: int | None, duration: str | None, rate: int | None, pace: float
+) -> None:
     settings = get_settings()
     stack = LocalStack.from_settings(settings, ROOT / ".local")
     started_here = not stack.postgres.running()
     stack.up()
     try:
-        _run(profile, users, duration, rate)
+        _run(profile, users, duration, rate, pace)
     finally:
         if started_here:  # leave the machine as we found it
             stack.down()
 
 
-def _run(profile: str, users: int | None, duration: str | None, rate: int | None) -> None:
+def _run(
+    profile: str, users: int | None, duration: str | None, rate: int | None, pace: float
+) -> None:
     doctors, patients, days, audit_rows, count, spawn, run_time = PROFILES[profile]
     _amrutam("migrate")
     _amrutam("partitions", "maintain")
@@ -108,7 +113,12 @@ def _run(profile: str, users: int | None, duration: str | None, rate: int | None
                 str(RESULTS / "locust.html"),
             ],
             cwd=ROOT,
-            env={**env, "SEED_DOCTORS": str(doctors), "SEED_PATIENTS": str(patients)},
+            env={
+                **env,
+                "SEED_DOCTORS": str(doctors),
+                "SEED_PATIENTS": str(patients),
+                "LOAD_PACE": str(pace),
+            },
         )
         if locust.returncode:
             sys.exit(locust.returncode)
