@@ -62,6 +62,8 @@ def main(users: str, duration: str, pace: float, profile: str) -> None:
                 sys.executable,
                 "-m",
                 "loadtests.run",
+                f"--profile={profile}",
+                f"--pace={pace}",
                 f"--users={count}",
                 f"--rate={rate}",
                 f"--duration={duration}",
