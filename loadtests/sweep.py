@@ -51,7 +51,7 @@ def endpoints(folder: Path) -> list[dict[str, Any]]:
 @click.command()
 @click.option("--users", default="40,80,120,160", show_default=True)
 @click.option("--duration", default="60s", show_default=True)
-@click.option("--pace", default=1.0, show_default=True, help="think-time factor (see locustfile)")
+@click.option("--pace", default=0.1, show_default=True, help="think-time factor (see locustfile)")
 @click.option("--profile", default="ci", show_default=True)
 def main(users: str, duration: str, pace: float, profile: str) -> None:
     steps = []
