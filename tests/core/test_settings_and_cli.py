@@ -99,3 +99,22 @@ def test_seed_at_scale_is_idempotent(database_url: str) -> None:
     again = _amrutam(database_url, *args)
     assert again.returncode == 0, again.stderr
     assert "'doctors': 0, 'patients': 0, 'slots': 0, 'audit_rows': 0" in again.stdout
+
+
+async def test_app_role_password_is_set_safely(database_url: str) -> None:
+    import asyncpg
+
+    from tests.factories import pg_dsn
+
+    tricky = 'it\'s a "quoted"; DROP ROLE amrutam_app; --'
+    done = _amrutam(database_url, "app-role-password", "--password", tricky)
+    assert done.returncode == 0, done.stderr
+    conn = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        verifier = await conn.fetchval(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'amrutam_app'"
+        )
+        assert verifier.startswith("SCRAM-SHA-256$")  # stored hashed, the role still exists
+        await conn.execute("ALTER ROLE amrutam_app PASSWORD NULL")
+    finally:
+        await conn.close()
