@@ -547,6 +547,8 @@ def _start(stack: LocalStack) -> None:
         stack.up()
         if stack.backups is not None:
             click.echo(f"WAL archiving on; pgBackRest configuration: {stack.first_backup()}")
+        elif (stack.postgres.datadir / "archiving.conf").exists():
+            click.echo("WAL archiving stays on (turned on earlier with --backups)")
     except (ServiceError, BackupError) as exc:
         raise click.ClickException(str(exc)) from exc
 
