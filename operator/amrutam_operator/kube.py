@@ -69,15 +69,10 @@ def client() -> ApiClient:
 
 async def secret_value(namespace: str, ref: Mapping[str, Any]) -> str:
     name, key = ref["name"], ref.get("key", "url")
-    try:
-        read = CoreV1Api(client()).read_namespaced_secret
-        secret = await asyncio.to_thread(read, name, namespace)
-    except ApiException as exc:
-        raise MissingReference(f"secret {name!r}: {exc.reason}") from exc
-    data = (secret.data or {}).get(key)
-    if data is None:
+    value = (await secret_data(namespace, name)).get(key)
+    if value is None:
         raise MissingReference(f"secret {name!r} has no key {key!r}")
-    return base64.b64decode(data).decode()
+    return value
 
 
 def _scale_calls(kind: str) -> tuple[Any, Any, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from amrutam.backups.status import iso
+from amrutam.backups.status import Window, iso
 from amrutam_operator import backups, conditions, kube, metrics
 from amrutam_operator.config import GROUP, VERSION, settings
 
@@ -34,9 +34,12 @@ def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | No
     if target.get("latest"):
         return None
     moment = _parse(target["time"])
-    start, end = _parse(window["from"]), _parse(window["to"])
-    if not start <= moment <= end:
-        return f"target {iso(moment)} is outside the recovery window {iso(start)} .. {iso(end)}"
+    known = Window(_parse(window["from"]), _parse(window["to"]))
+    if not known.contains(moment):
+        return (
+            f"target {iso(moment)} is outside the recovery window "
+            f"{iso(known.start)} .. {iso(known.end)}"
+        )
     return None
 
 

@@ -116,12 +116,9 @@ class Cluster:
 
 
 def kind(plural: str) -> str:
-    return {
-        "auditpartitionpolicies": "AuditPartitionPolicy",
-        "scalingpolicies": "ScalingPolicy",
-        "backupschedules": "BackupSchedule",
-        "pointintimerestores": "PointInTimeRestore",
-    }[plural]
+    """The kind the CRDs give a plural (read from the CRDs, not repeated here)."""
+    kinds = {c["spec"]["names"]["plural"]: c["spec"]["names"]["kind"] for c in crds()}
+    return kinds[plural]
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
