@@ -381,14 +381,13 @@ async def reconcile(
             f"{archiver.failed} failures, last {archiver.last_failed_wal} at "
             f"{archiver.last_failed.isoformat() if archiver.last_failed else '?'}",
         )
-        if conditions.is_true(old, "WALArchiving") or old is None:
-            kopf.warn(body, reason="WALArchivingFailing", message=wal["message"])
     for kind, backup in latest.items():
         metrics.BACKUP_FINISHED.labels(namespace, name, kind).set(backup.finished.timestamp())
     if archiver is not None:
         metrics.WAL_ARCHIVING.labels(namespace, name).set(1 if archiver.healthy else 0)
-    if not fresh and (conditions.is_true(old, "BackupFresh") or old is None):
-        kopf.warn(body, reason="BackupOverdue", message=fresh_msg)
+    failing = archiver is not None and not archiver.healthy
+    conditions.warn_once(memo, "wal_failing", failing, body, "WALArchivingFailing", wal["message"])
+    conditions.warn_once(memo, "overdue", not fresh, body, "BackupOverdue", fresh_msg)
     patch.status.update(
         {
             "lastBackups": {kind: b.as_status() for kind, b in latest.items()},

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import kopf
+
 
 def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
@@ -45,3 +47,13 @@ def merged(
 
 def is_true(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> bool:
     return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions or ())
+
+
+def warn_once(
+    memo: kopf.Memo, key: str, failing: bool, body: kopf.Body, reason: str, message: str
+) -> None:
+    """One Warning Event per spell of a failure. Remembered in the resource's memo, not
+    read back from the status, which reaches a handler only when the watch delivers it."""
+    if failing and not memo.get(key):
+        kopf.warn(body, reason=reason, message=message)
+    memo[key] = failing

@@ -149,10 +149,12 @@ async def reconcile(
         found.append(conditions.condition("MetricAvailable", False, "MetricUnreadable", str(exc)))
         patch.status["desiredReplicas"] = current
         patch.status["conditions"] = conditions.merged(old, found, generation)
-        if conditions.is_true(old, "MetricAvailable") or old is None:
-            kopf.warn(body, reason="MetricUnavailable", message=f"holding {current}: {exc}")
+        conditions.warn_once(
+            memo, "metric_down", True, body, "MetricUnavailable", f"holding {current}: {exc}"
+        )
         metrics.failed(KIND)
         return
+    conditions.warn_once(memo, "metric_down", False, body, "MetricUnavailable", "")
     found.append(conditions.condition("MetricAvailable", True, "MetricRead", f"value {value:g}"))
 
     decision = decide(
