@@ -30,7 +30,7 @@ def main() -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
-    from amrutam.devservices import port_in_use
+    from amrutam.infra.system import port_in_use
     from amrutam.settings import get_settings
     from api.app import create_app
 

@@ -11,20 +11,20 @@ from sanic import Sanic
 
 from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import AuthService
-from amrutam.cache import Cache
 from amrutam.consultations.service import Consultations
-from amrutam.db import Database, create_engine
 from amrutam.doctors.service import DoctorDirectory
-from amrutam.idempotency import IdempotencyStore
-from amrutam.logs import configure_logging
-from amrutam.ratelimit import RateLimiter
-from amrutam.redisconn import create_redis
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database, create_engine
+from amrutam.infra.idempotency import IdempotencyStore
+from amrutam.infra.logs import configure_logging
+from amrutam.infra.ratelimit import RateLimiter
+from amrutam.infra.redis_client import create_redis
 from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings, get_settings
 from api import middleware
 from api.context import Policies, Services
 from api.problems import ProblemErrorHandler
-from api.routes import admin, appointments, auth, consultations, doctors, ops
+from api.routes import audit, auth, consultations, doctors, ops, scheduling
 
 
 def _dumps(obj: object) -> str:
@@ -59,9 +59,9 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(ops.bp)
     app.blueprint(auth.bp)
     app.blueprint(doctors.bp)
-    app.blueprint(appointments.bp)
+    app.blueprint(scheduling.bp)
     app.blueprint(consultations.bp)
-    app.blueprint(admin.bp)
+    app.blueprint(audit.bp)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:

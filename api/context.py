@@ -8,12 +8,12 @@ from redis.asyncio import Redis
 
 from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import AuthService
-from amrutam.cache import Cache
 from amrutam.consultations.service import Consultations
-from amrutam.db import Database
 from amrutam.doctors.service import DoctorDirectory
-from amrutam.idempotency import IdempotencyStore
-from amrutam.ratelimit import Policy, RateLimiter
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database
+from amrutam.infra.idempotency import IdempotencyStore
+from amrutam.infra.ratelimit import Policy, RateLimiter
 from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
 

@@ -17,10 +17,10 @@ from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 
 from amrutam.errors import AuthenticationFailed, Busy, Conflict, InvalidInput
-from amrutam.idempotency import Outcome, StoredResponse, fingerprint
-from amrutam.logs import get_logger
-from amrutam.metrics import REDIS_DEGRADED
-from amrutam.ratelimit import Decision
+from amrutam.infra.idempotency import Outcome, StoredResponse, fingerprint
+from amrutam.infra.logs import get_logger
+from amrutam.infra.metrics import REDIS_DEGRADED
+from amrutam.infra.ratelimit import Decision
 from api.context import Services
 from api.metrics import IN_FLIGHT, LATENCY, REQUESTS
 from api.problems import BadRequest

@@ -15,8 +15,8 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 
 from amrutam import errors
-from amrutam.db import CONNECTION_LOST
-from amrutam.logs import get_logger
+from amrutam.infra.db import CONNECTION_LOST
+from amrutam.infra.logs import get_logger
 
 log = get_logger("api.errors")
 

@@ -26,10 +26,10 @@ from amrutam.audit import partitions
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import seal, verify
 from amrutam.audit.service import build_query
-from amrutam.db import libpq_dsn
-from amrutam.localstack import LocalStack
-from amrutam.migrate import upgrade
-from amrutam.seeding import AUDIT_COLUMNS, audit_records
+from amrutam.dev.scale import AUDIT_COLUMNS, audit_records
+from amrutam.dev.stack import LocalStack
+from amrutam.infra.db import libpq_dsn
+from amrutam.infra.migrate import upgrade
 from amrutam.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,8 @@ from pathlib import Path
 from amrutam.backups import status
 from amrutam.backups.config import archiving_settings, prepare_local
 from amrutam.backups.pgbackrest import PgBackRest
-from amrutam.devservices import PostgresServer, as_postgres_user, chown_to_postgres, free_port
+from amrutam.dev.servers import PostgresServer, free_port
+from amrutam.infra.system import as_postgres_user, chown_to_postgres
 
 
 def timed(label: str, action: object) -> float:

@@ -24,10 +24,10 @@ import asyncpg
 import httpx
 
 from amrutam.auth.tokens import AccessTokens
-from amrutam.db import libpq_dsn
-from amrutam.devservices import free_port, pg_bindir
-from amrutam.localstack import LocalStack
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import free_port, pg_bindir
+from amrutam.dev.stack import LocalStack
+from amrutam.infra.db import libpq_dsn
+from amrutam.infra.migrate import upgrade
 from amrutam.settings import get_settings
 from amrutam.timeutil import utcnow
 

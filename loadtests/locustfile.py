@@ -19,7 +19,7 @@ from typing import Any
 from locust import HttpUser, between, task
 
 import loadtests.slo  # noqa: F401  (the SLO gate)
-from amrutam.seeding import (
+from amrutam.dev.scale import (
     CITIES,
     LANGUAGES,
     SCALE_PASSWORD,

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 import httpx
 
-from amrutam.devservices import free_port
-from amrutam.localstack import LocalStack
+from amrutam.dev.servers import free_port
+from amrutam.dev.stack import LocalStack
 from amrutam.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent

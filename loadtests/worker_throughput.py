@@ -20,9 +20,9 @@ import asyncpg
 import click
 from celery import Celery
 
-from amrutam.db import libpq_dsn
-from amrutam.localstack import LocalStack
-from amrutam.migrate import upgrade
+from amrutam.dev.stack import LocalStack
+from amrutam.infra.db import libpq_dsn
+from amrutam.infra.migrate import upgrade
 from amrutam.settings import get_settings
 
 ROOT = Path(__file__).resolve().parent.parent

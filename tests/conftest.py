@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from amrutam.devservices import PostgresServer, RedisServer, free_port
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer, RedisServer, free_port
+from amrutam.infra.migrate import upgrade
 from tests.servers import ApiServer
 
 METRICS_PORT = free_port()

@@ -11,7 +11,7 @@ import httpx
 from pydantic import SecretStr
 
 from amrutam.auth.tokens import AccessTokens
-from amrutam.db import libpq_dsn
+from amrutam.infra.db import libpq_dsn
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 from tests.conftest import TEST_JWT_SECRET, bearer, register

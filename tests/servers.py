@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from amrutam.devservices import free_port
+from amrutam.dev.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

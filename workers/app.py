@@ -15,7 +15,7 @@ from celery import Celery
 from celery.schedules import crontab
 from kombu import Exchange, Queue
 
-from amrutam.logs import configure_logging
+from amrutam.infra.logs import configure_logging
 from amrutam.settings import get_settings
 
 settings = get_settings()

@@ -17,9 +17,9 @@ from typing import Any
 from celery import signals
 from prometheus_client import Counter, Histogram
 
-from amrutam.metrics import exposition
-from amrutam.queues import queue_depth
-from amrutam.redisconn import create_redis
+from amrutam.infra.metrics import exposition
+from amrutam.infra.queues import queue_depth
+from amrutam.infra.redis_client import create_redis
 from amrutam.settings import get_settings
 
 TASKS = Counter("amrutam_celery_tasks_total", "Tasks finished.", ["task", "outcome"])

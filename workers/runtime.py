@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from amrutam.db import libpq_dsn
+from amrutam.infra.db import libpq_dsn
 from amrutam.settings import get_settings
 
 T = TypeVar("T")

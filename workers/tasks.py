@@ -8,10 +8,10 @@ from typing import Any
 import asyncpg
 from celery import Task
 
-from amrutam import deadletters, outbox
 from amrutam.audit.partitions import maintain
 from amrutam.audit.seals import seal
-from amrutam.logs import get_logger
+from amrutam.infra import deadletters, outbox
+from amrutam.infra.logs import get_logger
 from amrutam.notifications import service as notifications
 from amrutam.notifications.providers import DeliveryFailed, provider_for
 from amrutam.settings import get_settings

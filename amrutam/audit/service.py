@@ -9,7 +9,7 @@ from typing import Any
 from amrutam.audit.log import Actor, record
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import Verdict, seal, verify
-from amrutam.db import Database
+from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps, json_value
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 

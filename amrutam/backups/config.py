@@ -51,7 +51,7 @@ def prepare_local(root: Path, stanza: str, pg_path: Path, pg_port: int, **repo: 
     """A repository configuration under ``root`` for a local PostgreSQL (posix by default,
     ``repo`` overrides e.g. ``repo_type="s3"``): folders owned by the ``postgres`` user,
     the configuration written; returns the configuration file."""
-    from amrutam.devservices import chown_to_postgres
+    from amrutam.infra.system import chown_to_postgres
 
     for sub in ("", "repo", "log", "lock", "spool"):
         (root / sub).mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amrutam.devservices import as_postgres_user
+from amrutam.infra.system import as_postgres_user
 
 BACKUP_TYPES = {"full": "full", "diff": "diff", "incr": "incr"}
 

@@ -15,10 +15,10 @@ import orjson
 
 from amrutam.audit.log import Actor, record
 from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
-from amrutam.db import Database
 from amrutam.errors import Conflict, NotFound
+from amrutam.infra.db import Database
+from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps, json_value
-from amrutam.outbox import emit
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 
 _CONSULTATION = (

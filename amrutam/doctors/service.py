@@ -13,10 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from amrutam.audit.log import Actor, record
-from amrutam.cache import Cache
-from amrutam.db import Database
 from amrutam.doctors.schemas import ProfileIn, SearchQuery
 from amrutam.errors import NotFound, PermissionDenied
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 

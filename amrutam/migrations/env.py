@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from amrutam.models import metadata
+from amrutam.migrations.models import metadata
 from amrutam.settings import get_settings
 
 config = context.config

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-from amrutam.logs import get_logger
+from amrutam.infra.logs import get_logger
 from amrutam.settings import Settings
 
 log = get_logger(__name__)

@@ -22,13 +22,13 @@ from redis.asyncio import Redis
 
 from amrutam.audit.log import Actor, record
 from amrutam.auth.tokens import Principal
-from amrutam.cache import Cache
-from amrutam.db import Database
 from amrutam.doctors.service import availability_generation
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database
+from amrutam.infra.locks import slot_lock
+from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
-from amrutam.locks import slot_lock
-from amrutam.outbox import emit
 from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
 from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
 from amrutam.timeutil import utcnow

@@ -9,7 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
-from amrutam.metrics import exposition
+from amrutam.infra.metrics import exposition
 from api.middleware import services
 from api.problems import problem
 from api.responses import json_response

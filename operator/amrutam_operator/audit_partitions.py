@@ -14,7 +14,7 @@ import asyncpg
 import kopf
 
 from amrutam.audit import partitions
-from amrutam.db import libpq_dsn
+from amrutam.infra.db import libpq_dsn
 from amrutam_operator import conditions, kube, metrics
 from amrutam_operator.config import GROUP, VERSION, backoff, settings
 

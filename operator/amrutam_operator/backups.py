@@ -24,7 +24,7 @@ from croniter import croniter
 
 from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
-from amrutam.db import libpq_dsn
+from amrutam.infra.db import libpq_dsn
 from amrutam_operator import conditions, kube, metrics
 from amrutam_operator.config import GROUP, VERSION, backoff, settings
 

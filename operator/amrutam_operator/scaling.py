@@ -15,7 +15,7 @@ import kopf
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from amrutam.queues import queue_depth
+from amrutam.infra.queues import queue_depth
 from amrutam_operator import conditions, drain, kube, metrics
 from amrutam_operator.autoscale import Decision, History, decide, recommend
 from amrutam_operator.config import GROUP, VERSION, settings

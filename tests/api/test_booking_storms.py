@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from amrutam.devservices import RedisServer, free_port
+from amrutam.dev.servers import RedisServer, free_port
 from tests.conftest import api_env, random_ip
 from tests.factories import book, booked_count, make_doctor, make_patients, make_slots, pg_dsn
 from tests.servers import ApiServer

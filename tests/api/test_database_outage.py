@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amrutam.devservices import PostgresServer, RedisServer, free_port
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer, RedisServer, free_port
+from amrutam.infra.migrate import upgrade
 from tests.conftest import api_env, assert_problem, bearer, register
 from tests.factories import make_doctor, make_slots
 from tests.servers import ApiServer

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 from redis.asyncio import Redis
 
-from amrutam.devservices import RedisServer
-from amrutam.idempotency import IdempotencyStore, Outcome, fingerprint
+from amrutam.dev.servers import RedisServer
+from amrutam.infra.idempotency import IdempotencyStore, Outcome, fingerprint
 from tests.conftest import PASSWORD, assert_problem, unique_email
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from amrutam.logs import configure_logging, get_logger
+from amrutam.infra.logs import configure_logging, get_logger
 from api.problems import response_for
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from amrutam.devservices import RedisServer, free_port
+from amrutam.dev.servers import RedisServer, free_port
 from tests.conftest import PASSWORD, api_env, assert_problem, bearer, register, unique_email
 from tests.factories import make_doctor
 from tests.servers import ApiServer

@@ -13,8 +13,9 @@ import pytest
 
 from amrutam.backups.config import archiving_settings, prepare_local
 from amrutam.backups.pgbackrest import PgBackRest
-from amrutam.devservices import PostgresServer, as_postgres_user, free_port
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer, free_port
+from amrutam.infra.migrate import upgrade
+from amrutam.infra.system import as_postgres_user
 
 STANZA = "amrutam"
 

@@ -13,7 +13,8 @@ import boto3
 import pytest
 import urllib3
 
-from amrutam.devservices import free_port, port_in_use
+from amrutam.dev.servers import free_port
+from amrutam.infra.system import port_in_use
 from tests.backup.conftest import Archived, archived_server, self_signed
 from tests.servers import ROOT
 

@@ -13,14 +13,9 @@ import pytest
 
 from amrutam.backups.config import render
 from amrutam.backups.pgbackrest import PgBackRest
-from amrutam.devservices import (
-    PostgresServer,
-    as_postgres_user,
-    chown_to_postgres,
-    free_port,
-    port_in_use,
-)
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer, free_port
+from amrutam.infra.migrate import upgrade
+from amrutam.infra.system import as_postgres_user, chown_to_postgres, port_in_use
 from tests.backup.conftest import STANZA, Archived, openssl, self_signed
 
 CLIENT_CN = "pgbackrest-client"

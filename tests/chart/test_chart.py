@@ -22,7 +22,7 @@ KUBERNETES = "1.37.0"
 PRODUCTION: dict[str, Any] = {
     "image": {"tag": "1.4.2"},
     "database": {"host": "amrutam.cluster-abc.eu-central-1.rds.amazonaws.com"},
-    "redis": {"host": "amrutam.cache.amazonaws.com", "tls": True},
+    "redis": {"host": "amrutam.infra.cache.amazonaws.com", "tls": True},
     "secrets": {"existingSecret": "amrutam-env"},
     "ingress": {
         "enabled": True,

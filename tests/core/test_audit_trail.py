@@ -15,8 +15,8 @@ from amrutam.audit.log import SYSTEM, Actor, record
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import seal, verify
 from amrutam.audit.service import build_query
-from amrutam.devservices import PostgresServer
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer
+from amrutam.infra.migrate import upgrade
 from tests.factories import pg_dsn
 
 KEY = b"test-audit-key-test-audit-key-0123456789"

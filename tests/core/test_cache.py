@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from amrutam.cache import Cache
-from amrutam.devservices import RedisServer
+from amrutam.dev.servers import RedisServer
+from amrutam.infra.cache import Cache
 
 
 @pytest.fixture

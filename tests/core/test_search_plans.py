@@ -13,11 +13,11 @@ import asyncpg
 import orjson
 import pytest
 
-from amrutam.db import SESSION_SETTINGS
-from amrutam.devservices import PostgresServer
+from amrutam.dev.servers import PostgresServer
 from amrutam.doctors.schemas import SearchQuery
 from amrutam.doctors.service import build_search
-from amrutam.migrate import upgrade
+from amrutam.infra.db import SESSION_SETTINGS
+from amrutam.infra.migrate import upgrade
 from tests.factories import pg_dsn
 
 DOCTORS = 20_000

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from amrutam.devservices import free_port
+from amrutam.dev.servers import free_port
 from tests.servers import ROOT
 
 HERE = Path(__file__).parent

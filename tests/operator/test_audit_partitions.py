@@ -11,8 +11,8 @@ import asyncpg
 import pytest
 
 from amrutam.audit.partitions import MONTHLY
-from amrutam.devservices import PostgresServer, free_port
-from amrutam.migrate import upgrade
+from amrutam.dev.servers import PostgresServer, free_port
+from amrutam.infra.migrate import upgrade
 from tests.operator.conftest import Cluster, condition, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")

@@ -10,7 +10,7 @@ import pytest
 import redis
 from celery import Celery
 
-from amrutam.devservices import RedisServer, free_port
+from amrutam.dev.servers import RedisServer, free_port
 from tests.operator.conftest import Cluster, condition, eventually
 from tests.workers.conftest import Worker, worker_env
 

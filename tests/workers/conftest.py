@@ -20,7 +20,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from celery import Celery
 
-from amrutam.devservices import RedisServer, free_port
+from amrutam.dev.servers import RedisServer, free_port
 from tests.conftest import api_env
 from tests.servers import ROOT
 

@@ -18,7 +18,7 @@ import httpx
 from celery import Celery
 from redis.asyncio import Redis
 
-from amrutam.queues import queue_depth
+from amrutam.infra.queues import queue_depth
 from amrutam.timeutil import utcnow
 from tests.conftest import bearer, register
 from tests.factories import book, make_doctor, make_slots, pg_dsn

@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 from redis.exceptions import LockError, RedisError
 
 from amrutam.errors import Busy
-from amrutam.logs import get_logger
-from amrutam.metrics import LOCK_EVENTS, REDIS_DEGRADED
+from amrutam.infra.logs import get_logger
+from amrutam.infra.metrics import LOCK_EVENTS, REDIS_DEGRADED
 
 log = get_logger(__name__)
 

@@ -6,7 +6,6 @@ unprivileged ``postgres`` OS user that Debian's package creates.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
@@ -14,6 +13,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from amrutam.infra.system import as_postgres_user, chown_to_postgres, port_in_use
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin")
 
@@ -28,16 +29,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-        return False
-
-
 def pg_bindir() -> Path:
     for candidate in PG_BIN_CANDIDATES:
         if (Path(candidate) / "initdb").exists():
@@ -46,17 +37,6 @@ def pg_bindir() -> Path:
     if found:
         return Path(found).parent
     raise ServiceError("PostgreSQL 15 server binaries not found: apt-get install postgresql-15")
-
-
-def as_postgres_user(cmd: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
-
-
-def chown_to_postgres(path: Path) -> None:
-    if os.geteuid() == 0:
-        shutil.chown(path, "postgres", "postgres")
 
 
 @dataclass

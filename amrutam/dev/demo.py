@@ -10,9 +10,9 @@ from sqlmodel import select
 from amrutam.audit.log import SYSTEM
 from amrutam.auth.models import Role, User
 from amrutam.auth.service import AuthService
-from amrutam.db import Database
 from amrutam.doctors.schemas import ProfileIn
 from amrutam.doctors.service import DoctorDirectory
+from amrutam.infra.db import Database
 from amrutam.scheduling.rules import expand_weekly
 from amrutam.scheduling.service import Scheduling
 from amrutam.timeutil import utcnow

@@ -22,11 +22,11 @@ if TYPE_CHECKING:
     from amrutam.audit.service import AuditTrail
     from amrutam.backups.pgbackrest import PgBackRest
     from amrutam.backups.status import Backup, Window
-    from amrutam.db import Database
-    from amrutam.localstack import LocalStack
+    from amrutam.dev.stack import LocalStack
+    from amrutam.infra.db import Database
 
 T = TypeVar("T")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(make: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
@@ -41,7 +41,7 @@ def main() -> None:
 @main.command()
 def migrate() -> None:
     """Bring the database schema up to date."""
-    from amrutam.migrate import upgrade
+    from amrutam.infra.migrate import upgrade
 
     upgrade(get_settings().database_admin_url)
     click.echo("database is at the latest migration")
@@ -87,8 +87,8 @@ def create_admin(email: str, password: str, full_name: str) -> None:
     from amrutam.auth.models import Role
     from amrutam.auth.schemas import PASSWORD_MIN
     from amrutam.auth.service import AuthService
-    from amrutam.db import Database, create_engine
     from amrutam.errors import Conflict
+    from amrutam.infra.db import Database, create_engine
 
     try:
         TypeAdapter(EmailStr).validate_python(email)
@@ -134,12 +134,12 @@ def seed(doctors: int, patients: int, days: int, audit_rows: int) -> None:
     if doctors or patients or audit_rows:
         _seed_scale(doctors, patients, days, audit_rows)
     from amrutam.auth.service import AuthService
-    from amrutam.cache import Cache
-    from amrutam.db import Database, create_engine
+    from amrutam.dev.demo import DEMO_PASSWORD, seed_demo
     from amrutam.doctors.service import DoctorDirectory
-    from amrutam.redisconn import create_redis
+    from amrutam.infra.cache import Cache
+    from amrutam.infra.db import Database, create_engine
+    from amrutam.infra.redis_client import create_redis
     from amrutam.scheduling.service import Scheduling
-    from amrutam.seed import DEMO_PASSWORD, seed_demo
 
     async def load(settings: Settings) -> None:
         db, redis = Database(create_engine(settings, "amrutam-cli")), create_redis(settings)
@@ -166,7 +166,7 @@ def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None
 
     from amrutam.audit.partitions import MONTHLY, maintain
     from amrutam.auth.passwords import Passwords
-    from amrutam.seeding import SCALE_PASSWORD, seed_scale
+    from amrutam.dev.scale import SCALE_PASSWORD, seed_scale
 
     settings = get_settings()
     password_hash = Passwords(settings).hash_sync(SCALE_PASSWORD)
@@ -201,7 +201,7 @@ def _this_month() -> datetime:
 
 
 def _admin_connection_url() -> str:
-    from amrutam.db import libpq_dsn
+    from amrutam.infra.db import libpq_dsn
 
     return libpq_dsn(get_settings().database_admin_url)
 
@@ -261,7 +261,7 @@ def audit() -> None:
 
 def _trail(settings: Settings) -> tuple[Database, AuditTrail]:
     from amrutam.audit.service import AuditTrail
-    from amrutam.db import Database, create_engine
+    from amrutam.infra.db import Database, create_engine
 
     db = Database(create_engine(settings, "amrutam-cli"))
     return db, AuditTrail(db, settings.audit_signing_key.get_secret_value().encode())
@@ -314,7 +314,7 @@ def tasks() -> None:
 async def _app_connection() -> Any:
     import asyncpg
 
-    from amrutam.db import libpq_dsn
+    from amrutam.infra.db import libpq_dsn
 
     return await asyncpg.connect(libpq_dsn(get_settings().database_url))
 
@@ -322,7 +322,7 @@ async def _app_connection() -> Any:
 @tasks.command("dead")
 def tasks_dead() -> None:
     """List tasks that exhausted their retries and were not requeued."""
-    from amrutam import deadletters
+    from amrutam.infra import deadletters
 
     async def run(settings: Settings) -> list[dict[str, Any]]:
         conn = await _app_connection()
@@ -347,7 +347,7 @@ def tasks_retry(ids: tuple[uuid.UUID, ...], everything: bool) -> None:
     """Requeue dead tasks (by id, or --all) with a fresh set of retries."""
     from celery import Celery
 
-    from amrutam import deadletters
+    from amrutam.infra import deadletters
 
     if not ids and not everything:
         raise click.UsageError("name the dead tasks to retry, or pass --all")
@@ -487,7 +487,7 @@ def backup_info() -> None:
 def backup_restore(target: str, into: Path) -> None:
     """Restore into a new data directory, never over the running database."""
     from amrutam.backups.pgbackrest import BackupError
-    from amrutam.devservices import chown_to_postgres
+    from amrutam.infra.system import chown_to_postgres
 
     if into.exists() and any(into.iterdir()):
         raise click.ClickException(f"{into} is not empty: restore into a new directory")
@@ -525,7 +525,7 @@ def dev() -> None:
 
 
 def _stack(backups: bool = False) -> LocalStack:
-    from amrutam.localstack import LocalStack
+    from amrutam.dev.stack import LocalStack
 
     stack = LocalStack.from_settings(get_settings(), PROJECT_ROOT / ".local")
     if backups:
@@ -541,7 +541,7 @@ _BACKUPS = click.option(
 
 def _start(stack: LocalStack) -> None:
     from amrutam.backups.pgbackrest import BackupError
-    from amrutam.devservices import ServiceError
+    from amrutam.dev.servers import ServiceError
 
     try:
         stack.up()
@@ -573,7 +573,7 @@ def dev_down() -> None:
 @_BACKUPS
 def dev_run(procfile: str, backups: bool) -> None:
     """Start the services, migrate, seed, and run the API, worker and beat until Ctrl-C."""
-    from amrutam.devservices import port_in_use
+    from amrutam.infra.system import port_in_use
 
     settings = get_settings()
     stack = _stack(backups)

@@ -15,8 +15,8 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from redis.asyncio import Redis
 
-from amrutam.logs import get_logger
-from amrutam.metrics import REDIS_DEGRADED
+from amrutam.infra.logs import get_logger
+from amrutam.infra.metrics import REDIS_DEGRADED
 
 log = get_logger(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from amrutam.logs import get_logger
-from amrutam.metrics import CACHE_REQUESTS, REDIS_DEGRADED
+from amrutam.infra.logs import get_logger
+from amrutam.infra.metrics import CACHE_REQUESTS, REDIS_DEGRADED
 
 log = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 from sqlalchemy.engine import make_url
 
-from amrutam.devservices import PostgresServer, RedisServer
+from amrutam.dev.servers import PostgresServer, RedisServer
 from amrutam.settings import Settings
 
 

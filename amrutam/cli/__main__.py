@@ -1,0 +1,3 @@
+from amrutam.cli import main
+
+main()
