@@ -14,7 +14,7 @@ from amrutam.auth.tokens import AccessTokens
 from amrutam.infra.db import libpq_dsn
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
-from tests.conftest import TEST_JWT_SECRET, bearer, register
+from tests.helpers import TEST_JWT_SECRET, bearer, register
 
 _tokens = AccessTokens(Settings(jwt_secret=SecretStr(TEST_JWT_SECRET), _env_file=None))  # type: ignore[call-arg]
 

@@ -13,8 +13,8 @@ import httpx
 import orjson
 
 from amrutam.timeutil import utcnow
-from tests.conftest import assert_problem, bearer, register
 from tests.factories import book, booked_count, make_doctor, make_patients, make_slots, pg_dsn
+from tests.helpers import assert_problem, bearer, register
 
 
 async def test_book_returns_the_appointment(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,8 @@ import asyncpg
 import httpx
 import jwt
 
-from tests.conftest import (
+from tests.factories import pg_dsn
+from tests.helpers import (
     PASSWORD,
     TEST_JWT_SECRET,
     assert_problem,
@@ -17,7 +18,6 @@ from tests.conftest import (
     register,
     unique_email,
 )
-from tests.factories import pg_dsn
 
 
 async def test_register_returns_user_and_tokens(client: httpx.AsyncClient) -> None:

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from amrutam.dev.servers import RedisServer, free_port
-from tests.conftest import api_env, random_ip
 from tests.factories import book, booked_count, make_doctor, make_patients, make_slots, pg_dsn
+from tests.helpers import api_env, random_ip
 from tests.servers import ApiServer
 
 STORM = 300

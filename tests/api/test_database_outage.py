@@ -10,8 +10,8 @@ import pytest
 
 from amrutam.dev.servers import PostgresServer, RedisServer, free_port
 from amrutam.infra.migrate import upgrade
-from tests.conftest import api_env, assert_problem, bearer, register
 from tests.factories import make_doctor, make_slots
+from tests.helpers import api_env, assert_problem, bearer, register
 from tests.servers import ApiServer
 
 

@@ -8,8 +8,8 @@ from datetime import timedelta
 import httpx
 
 from amrutam.timeutil import utcnow
-from tests.conftest import assert_problem, bearer, register
 from tests.factories import book, make_doctor, make_slots
+from tests.helpers import assert_problem, bearer, register
 
 
 async def test_profile_roles_and_validation(client: httpx.AsyncClient) -> None:

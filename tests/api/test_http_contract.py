@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import assert_problem, bearer, register
+from tests.helpers import assert_problem, bearer, register
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from amrutam.dev.servers import RedisServer
 from amrutam.infra.idempotency import IdempotencyStore, Outcome, fingerprint
-from tests.conftest import PASSWORD, assert_problem, unique_email
+from tests.helpers import PASSWORD, assert_problem, unique_email
 
 
 def _registration(email: str) -> dict[str, str]:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from amrutam.dev.servers import RedisServer, free_port
-from tests.conftest import PASSWORD, api_env, assert_problem, bearer, register, unique_email
 from tests.factories import make_doctor
+from tests.helpers import PASSWORD, api_env, assert_problem, bearer, register, unique_email
 from tests.servers import ApiServer
 
 

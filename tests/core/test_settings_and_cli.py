@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from amrutam.settings import Settings
-from tests.conftest import as_app_role, assert_problem, bearer, unique_email
+from tests.helpers import as_app_role, assert_problem, bearer, unique_email
 from tests.servers import ApiServer
 
 

@@ -22,7 +22,7 @@ import pytest_asyncio
 import yaml
 from kopf.testing import KopfRunner
 
-from tests.conftest import KUBE_PORT, LIVENESS_PORT
+from tests.helpers import KUBE_PORT, LIVENESS_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 CRDS = ROOT / "charts" / "amrutam" / "crds"

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import LIVENESS_PORT, METRICS_PORT
+from tests.helpers import LIVENESS_PORT, METRICS_PORT
 from tests.operator.conftest import Cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")

@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from celery import Celery
 
 from amrutam.dev.servers import RedisServer, free_port
-from tests.conftest import api_env
+from tests.helpers import api_env
 from tests.servers import ROOT
 
 

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from amrutam.infra.queues import queue_depth
 from amrutam.timeutil import utcnow
-from tests.conftest import bearer, register
 from tests.factories import book, make_doctor, make_slots, pg_dsn
+from tests.helpers import bearer, register
 from tests.servers import ROOT
 from tests.workers.conftest import Mailbox, Worker, wait_for
 

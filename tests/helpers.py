@@ -1,0 +1,100 @@
+"""Helpers the tests share: settings for API processes, accounts, problem checks.
+
+Plain functions and constants, imported by test modules (never from a conftest).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import uuid
+from typing import Any
+
+import httpx
+
+from amrutam.dev.servers import free_port
+
+METRICS_PORT = free_port()
+KUBE_PORT = free_port()
+LIVENESS_PORT = free_port()
+# The operator tests' settings, here because the root conftest imports this file before anything
+# imports the operator (its timers' tick and its settings are read at import).
+os.environ.update(
+    AMRUTAM_OPERATOR_KUBE_API_URL=f"http://127.0.0.1:{KUBE_PORT}",
+    AMRUTAM_OPERATOR_STANDALONE="true",
+    AMRUTAM_OPERATOR_TICK_S="0.2",
+    AMRUTAM_OPERATOR_RETRY_BASE_S="0.5",
+    AMRUTAM_OPERATOR_RETRY_MAX_S="2",
+    AMRUTAM_OPERATOR_DRAIN_TIMEOUT_S="60",
+    AMRUTAM_OPERATOR_BACKUP_STATUS_INTERVAL_S="0.5",
+    AMRUTAM_OPERATOR_METRICS_PORT=str(METRICS_PORT),
+)
+
+TEST_JWT_SECRET = "test-secret-for-the-test-suite-only-0123456789abcdef"
+PASSWORD = "correct horse battery"
+
+
+def as_app_role(admin_url: str) -> str:
+    """The same database, as the application's role (what the API connects as)."""
+    return admin_url.replace("://postgres@", "://amrutam_app@")
+
+
+def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    """Settings for an API process; ``database_url`` is the administrator's."""
+    env = {
+        "AMRUTAM_ENVIRONMENT": "test",
+        "AMRUTAM_DATABASE_URL": as_app_role(database_url),
+        "AMRUTAM_DATABASE_ADMIN_URL": database_url,
+        "AMRUTAM_REDIS_URL": redis_url,
+        "AMRUTAM_JWT_SECRET": TEST_JWT_SECRET,
+        "AMRUTAM_ARGON2_TIME_COST": "1",
+        "AMRUTAM_ARGON2_MEMORY_KIB": "8192",
+        "AMRUTAM_TRUSTED_PROXIES": "1",
+        "AMRUTAM_RATE_LIMIT_ANONYMOUS": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_USER": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_IP": "100000/minute",
+        "AMRUTAM_RATE_LIMIT_LOGIN_ACCOUNT": "10/minute",
+        "AMRUTAM_MAX_BODY_BYTES": "65536",
+        "AMRUTAM_LOG_LEVEL": "WARNING",
+    }
+    env.update({f"AMRUTAM_{key.upper()}": value for key, value in overrides.items()})
+    return env
+
+
+def random_ip() -> str:
+    return str(ipaddress.IPv4Address(random.randint(0x0B000001, 0xDEFFFFFE)))
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+async def register(
+    http: httpx.AsyncClient, role: str = "patient", email: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "email": email or unique_email(role),
+        "password": PASSWORD,
+        "full_name": f"Test {role.title()}",
+        "role": role,
+        **extra,
+    }
+    response = await http.post("/v1/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
