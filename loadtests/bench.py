@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 
 from amrutam.auth.tokens import AccessTokens
+from amrutam.dev.scale import copy_doctors
 from amrutam.dev.servers import free_port, pg_bindir
 from amrutam.dev.stack import LocalStack
 from amrutam.infra.db import libpq_dsn
@@ -57,9 +58,9 @@ async def _load_data(dsn: str, tag: str) -> dict[str, list[str]]:
     await conn.copy_records_to_table(
         "users", records=users, columns=["id", "email", "password_hash", "full_name", "role"]
     )
-    await conn.copy_records_to_table(
-        "doctors",
-        records=[
+    await copy_doctors(
+        conn,
+        [
             (
                 d,
                 f"Dr Bench {n}",
@@ -72,17 +73,6 @@ async def _load_data(dsn: str, tag: str) -> dict[str, list[str]]:
                 "Asia/Kolkata",
             )
             for n, d in enumerate(doctors)
-        ],
-        columns=[
-            "user_id",
-            "display_name",
-            "specialty",
-            "languages",
-            "consultation_fee",
-            "experience_years",
-            "rating",
-            "city",
-            "timezone",
         ],
     )
     start = (utcnow() + timedelta(days=30)).replace(minute=0, second=0, microsecond=0)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ import asyncpg
 import orjson
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from amrutam.audit.actions import Action
+from amrutam.jsonutil import json_value
 from amrutam.timeutil import utcnow
 
 
@@ -33,81 +36,84 @@ class Actor:
 
 SYSTEM = Actor(user_id=None, role="system")
 
-INSERT = """
-INSERT INTO audit_logs (id, occurred_at, actor_id, actor_role, action, entity_type,
-    entity_id, request_id, ip, detail, row_hash)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11)
-"""
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One audit row as it is hashed and stored: its fields are listed here, once."""
+
+    id: uuid.UUID
+    occurred_at: datetime
+    actor_id: uuid.UUID | None
+    actor_role: str | None
+    action: str
+    entity_type: str | None
+    entity_id: str | None
+    request_id: str | None
+    ip: str | None
+    detail: str  # canonical JSON (sorted keys), as hashed
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> Entry:
+        """A stored row (its ``detail`` as JSON text or decoded), ready to re-hash."""
+        values = {name: row[name] for name in ENTRY_FIELDS}
+        values["detail"] = canonical_detail(json_value(row["detail"]))
+        return cls(**values)
+
+    def digest(self) -> str:
+        """SHA-256 of the row's canonical content: what ``row_hash`` stores."""
+        parts = [
+            str(self.id),
+            self.occurred_at.isoformat(timespec="microseconds"),
+            str(self.actor_id or ""),
+            self.actor_role or "",
+            self.action,
+            self.entity_type or "",
+            self.entity_id or "",
+            self.request_id or "",
+            self.ip or "",
+            self.detail,
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+    def row(self) -> tuple[Any, ...]:
+        """The values of ``COLUMNS``, in order: the entry and its digest."""
+        return (*(getattr(self, name) for name in ENTRY_FIELDS), self.digest())
+
+
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+COLUMNS = (*ENTRY_FIELDS, "row_hash")
+INSERT = (
+    f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES "
+    f"({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
+)
 
 
 def canonical_detail(detail: dict[str, Any] | None) -> str:
     return orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def row_hash(
-    row_id: uuid.UUID,
-    occurred_at: datetime,
-    actor_id: uuid.UUID | None,
-    actor_role: str | None,
-    action: str,
-    entity_type: str | None,
-    entity_id: str | None,
-    request_id: str | None,
-    ip: str | None,
-    detail: str,
-) -> str:
-    parts = [
-        str(row_id),
-        occurred_at.isoformat(timespec="microseconds"),
-        str(actor_id or ""),
-        actor_role or "",
-        action,
-        entity_type or "",
-        entity_id or "",
-        request_id or "",
-        ip or "",
-        detail,
-    ]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
 async def record(
     conn: asyncpg.Connection,
     actor: Actor,
-    action: str,
+    action: Action,
     entity_type: str | None = None,
     entity_id: uuid.UUID | str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit row using ``conn``'s current transaction."""
-    row_id, occurred_at, text = uuid.uuid4(), utcnow(), canonical_detail(detail)
-    entity = str(entity_id) if entity_id is not None else None
-    digest = row_hash(
-        row_id,
-        occurred_at,
-        actor.user_id,
-        actor.role,
-        action,
-        entity_type,
-        entity,
-        actor.request_id,
-        actor.ip,
-        text,
+    entry = Entry(
+        id=uuid.uuid4(),
+        occurred_at=utcnow(),
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id) if entity_id is not None else None,
+        request_id=actor.request_id,
+        ip=actor.ip,
+        detail=canonical_detail(detail),
     )
-    await conn.execute(
-        INSERT,
-        row_id,
-        occurred_at,
-        actor.user_id,
-        actor.role,
-        action,
-        entity_type,
-        entity,
-        actor.request_id,
-        actor.ip,
-        text,
-        digest,
-    )
+    await conn.execute(INSERT, *entry.row())
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -120,7 +126,7 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 async def record_in(
     session: AsyncSession,
     actor: Actor,
-    action: str,
+    action: Action,
     entity_type: str | None = None,
     entity_id: uuid.UUID | str | None = None,
     detail: dict[str, Any] | None = None,

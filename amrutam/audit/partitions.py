@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import SYSTEM, record
 
 OWNER_ROLE = "amrutam_owner"
@@ -227,7 +228,7 @@ async def _create(
             await record(
                 conn,
                 SYSTEM,
-                "audit.partition_rows_moved",
+                Action.AUDIT_PARTITION_ROWS_MOVED,
                 "partition",
                 name,
                 {"rows": int(moved), "from": f"{table}_default"},

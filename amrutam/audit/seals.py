@@ -19,8 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from amrutam.audit.log import canonical_detail, row_hash
-from amrutam.jsonutil import json_value
+from amrutam.audit.log import COLUMNS, Entry
 from amrutam.timeutil import utcnow
 
 PERIOD = timedelta(hours=1)
@@ -106,8 +105,7 @@ async def verify(
     checked = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         cursor = conn.cursor(
-            "SELECT id, occurred_at, actor_id, actor_role, action, entity_type, entity_id, "
-            "request_id, ip, detail, row_hash FROM audit_logs "
+            f"SELECT {', '.join(COLUMNS)} FROM audit_logs "
             "WHERE occurred_at >= $1 AND occurred_at < $2 ORDER BY occurred_at, id",
             start,
             end,
@@ -115,20 +113,7 @@ async def verify(
         )
         async for row in cursor:
             checked += 1
-            detail = canonical_detail(json_value(row["detail"]))
-            expected = row_hash(
-                row["id"],
-                row["occurred_at"],
-                row["actor_id"],
-                row["actor_role"],
-                row["action"],
-                row["entity_type"],
-                row["entity_id"],
-                row["request_id"],
-                row["ip"],
-                detail,
-            )
-            if expected != row["row_hash"]:
+            if Entry.of(row).digest() != row["row_hash"]:
                 return Verdict(
                     False,
                     checked,

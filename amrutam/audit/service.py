@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import Verdict, seal, verify
 from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps, json_value
-from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+from amrutam.pagination import Keyset, Params, where_clause
 
 _COLUMNS = (
     "id, occurred_at, actor_id, actor_role, action, entity_type, entity_id, request_id, ip, detail"
 )
 
 
+NEWEST_FIRST = Keyset("occurred_at", descending=True)
+
+
 def build_query(query: AuditQuery) -> tuple[str, list[Any]]:
     """Newest first; a time range prunes the partitions outside it."""
-    args: list[Any] = []
+    p = Params()
     where: list[str] = []
     for column, value, op in (
         ("actor_id", query.actor_id, "="),
@@ -31,22 +34,14 @@ def build_query(query: AuditQuery) -> tuple[str, list[Any]]:
         ("occurred_at", query.to, "<"),
     ):
         if value is not None:
-            args.append(value)
-            where.append(f"{column} {op} ${len(args)}")
-    if query.cursor:
-        occurred, last_id = decode_cursor(query.cursor, 2)
-        try:
-            args += [datetime.fromisoformat(occurred), uuid.UUID(last_id)]
-        except (TypeError, ValueError) as exc:
-            raise invalid_cursor() from exc
-        where.append(f"(occurred_at, id) < (${len(args) - 1}, ${len(args)})")
-    args.append(query.limit + 1)
-    sql = (
-        f"SELECT {_COLUMNS} FROM audit_logs"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY occurred_at DESC, id DESC LIMIT ${len(args)}"
-    )
-    return sql, args
+            where.append(f"{column} {op} {p(value)}")
+    where += NEWEST_FIRST.after(query.cursor, p)
+    sql = f"SELECT {_COLUMNS} FROM audit_logs{where_clause(where)} "
+    return sql + NEWEST_FIRST.tail(query.limit, p), p.values
+
+
+def _item(row: Any) -> dict[str, Any]:
+    return {**dict(row), "detail": json_value(row["detail"])}
 
 
 class AuditTrail:
@@ -59,13 +54,8 @@ class AuditTrail:
         async with self._db.connection() as conn, conn.transaction():
             rows = await conn.fetch(sql, *args)
             filters = query.model_dump(mode="json", exclude_none=True, exclude={"cursor"})
-            await record(conn, actor, "audit.viewed", "audit_logs", None, filters)
-        items = [{**dict(r), "detail": json_value(r["detail"])} for r in rows[: query.limit]]
-        next_cursor = None
-        if len(rows) > query.limit:
-            last = rows[query.limit - 1]
-            next_cursor = encode_cursor([last["occurred_at"].isoformat(), str(last["id"])])
-        return dumps({"items": items, "next_cursor": next_cursor})
+            await record(conn, actor, Action.AUDIT_VIEWED, "audit_logs", None, filters)
+        return dumps(NEWEST_FIRST.page(rows, query.limit, item=_item))
 
     async def verify(
         self, actor: Actor | None, start: datetime | None, end: datetime | None
@@ -77,7 +67,7 @@ class AuditTrail:
                     await record(
                         conn,
                         actor,
-                        "audit.verified",
+                        Action.AUDIT_VERIFIED,
                         "audit_logs",
                         None,
                         {"ok": verdict.ok, "checked": verdict.checked},

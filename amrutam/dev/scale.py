@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from amrutam.audit.log import canonical_detail, row_hash
+from amrutam.audit.log import COLUMNS, Entry, canonical_detail
 
 SCALE_PASSWORD = "amrutam-load-test-1"
 SPECIALTIES = [
@@ -58,6 +58,24 @@ def patient_email(i: int) -> str:
     return f"scale-patient-{i}@amrutam.example"
 
 
+DOCTOR_COLUMNS = (
+    "user_id",
+    "display_name",
+    "specialty",
+    "languages",
+    "consultation_fee",
+    "experience_years",
+    "rating",
+    "city",
+    "timezone",
+)
+
+
+async def copy_doctors(conn: asyncpg.Connection, records: Sequence[tuple[object, ...]]) -> None:
+    """Doctor profiles by COPY, each record in ``DOCTOR_COLUMNS`` order."""
+    await conn.copy_records_to_table("doctors", records=records, columns=list(DOCTOR_COLUMNS))
+
+
 def _user_id(kind: str, i: int) -> uuid.UUID:
     return uuid.uuid5(_NS, f"{kind}:{i}")
 
@@ -91,9 +109,9 @@ async def seed_scale(
             ],
             columns=["id", "email", "password_hash", "full_name", "role"],
         )
-        await conn.copy_records_to_table(
-            "doctors",
-            records=[
+        await copy_doctors(
+            conn,
+            [
                 (
                     _user_id("d", i),
                     f"Dr Scale {i}",
@@ -106,17 +124,6 @@ async def seed_scale(
                     "Asia/Kolkata",
                 )
                 for i in batch
-            ],
-            columns=[
-                "user_id",
-                "display_name",
-                "specialty",
-                "languages",
-                "consultation_fee",
-                "experience_years",
-                "rating",
-                "city",
-                "timezone",
             ],
         )
         added["doctors"] += len(batch)
@@ -189,19 +196,7 @@ async def seed_scale(
     return added
 
 
-AUDIT_COLUMNS = [
-    "id",
-    "occurred_at",
-    "actor_id",
-    "actor_role",
-    "action",
-    "entity_type",
-    "entity_id",
-    "request_id",
-    "ip",
-    "detail",
-    "row_hash",
-]
+AUDIT_COLUMNS = list(COLUMNS)
 
 
 def audit_records(
@@ -218,33 +213,19 @@ def audit_records(
         row_id, when = uuid.uuid4(), start + timedelta(seconds=rng.random() * span_s)
         actor, action = rng.choice(actors), rng.choice(actions)
         entity, detail = str(uuid.uuid4()), canonical_detail({"n": rng.randrange(1000)})
-        digest = row_hash(
-            row_id,
-            when,
-            actor,
-            "patient",
-            action,
-            "appointment",
-            entity,
-            None,
-            "10.0.0.1",
-            detail,
+        entry = Entry(
+            id=row_id,
+            occurred_at=when,
+            actor_id=actor,
+            actor_role="patient",
+            action=action,
+            entity_type="appointment",
+            entity_id=entity,
+            request_id=None,
+            ip="10.0.0.1",
+            detail=detail,
         )
-        rows.append(
-            (
-                row_id,
-                when,
-                actor,
-                "patient",
-                action,
-                "appointment",
-                entity,
-                None,
-                "10.0.0.1",
-                detail,
-                digest,
-            )
-        )
+        rows.append(entry.row())
     return rows
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import PASSWORD, assert_problem, bearer, register
+from amrutam.audit.actions import SYSTEM_ACTIONS, Action
 from tests.factories import book, make_admin, make_doctor, make_slots, pg_dsn
+from tests.helpers import PASSWORD, assert_problem, bearer, register
 
 ITEMS = [{"medicine": "Amoxicillin", "dosage": "500 mg", "frequency": "3/day", "duration_days": 5}]
 
@@ -33,6 +34,7 @@ class Traced:
 
     def __init__(self, http: httpx.AsyncClient, database_url: str) -> None:
         self.http, self.database_url = http, database_url
+        self.seen: set[str] = set()
 
     async def __call__(
         self, method: str, path: str, expect: str | None, **kwargs: Any
@@ -42,6 +44,7 @@ class Traced:
         response = await self.http.request(method, path, headers=headers, **kwargs)
         rows = await _audit_rows(self.database_url, rid)
         assert [r["action"] for r in rows] == ([expect] if expect else []), (path, rows)
+        self.seen.update([expect] if expect else [])
         if rows:
             assert rows[0]["ip"] == self.http.headers["x-forwarded-for"]
         return response
@@ -235,6 +238,11 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
     finally:
         await conn.close()
     assert not [r for r in details if "Sinusitis" in r["d"] or "Amoxicillin" in r["d"]]
+
+    # Every audited act was traced above, except the platform's own, the admin's (the
+    # next tests) and the refresh-reuse alarm (test_auth.py): a new Action needs a trace.
+    untraced = {Action.AUTH_REFRESH_REUSE, Action.AUDIT_VIEWED, Action.AUDIT_VERIFIED}
+    assert traced.seen == {str(a) for a in Action} - SYSTEM_ACTIONS - untraced
 
 
 async def test_cancelled_appointment_cannot_start(client: httpx.AsyncClient) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 import pytest
 
+from amrutam.dev.scale import copy_doctors
 from amrutam.dev.servers import PostgresServer
 from amrutam.doctors.schemas import SearchQuery
 from amrutam.doctors.service import build_search
@@ -62,9 +63,9 @@ async def _load(conn: asyncpg.Connection) -> None:
         ],
         columns=["id", "email", "password_hash", "full_name", "role"],
     )
-    await conn.copy_records_to_table(
-        "doctors",
-        records=[
+    await copy_doctors(
+        conn,
+        [
             (
                 i,
                 f"Dr Name{n}",
@@ -77,17 +78,6 @@ async def _load(conn: asyncpg.Connection) -> None:
                 "Asia/Kolkata",
             )
             for n, i in enumerate(ids)
-        ],
-        columns=[
-            "user_id",
-            "display_name",
-            "specialty",
-            "languages",
-            "consultation_fee",
-            "experience_years",
-            "rating",
-            "city",
-            "timezone",
         ],
     )
     base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)

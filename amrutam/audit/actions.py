@@ -1,0 +1,33 @@
+"""Every act the audit trail records. A new audited act gets its name here, once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    AUTH_REGISTER = "auth.register"
+    AUTH_LOGIN = "auth.login"
+    AUTH_LOGIN_FAILED = "auth.login_failed"
+    AUTH_REFRESH = "auth.refresh"
+    AUTH_REFRESH_REUSE = "auth.refresh_reuse"
+    AUTH_LOGOUT = "auth.logout"
+    DOCTOR_PROFILE_UPDATED = "doctor.profile_updated"
+    SLOT_CREATED = "slot.created"
+    SLOT_DELETED = "slot.deleted"
+    APPOINTMENT_BOOKED = "appointment.booked"
+    APPOINTMENT_CANCELLED = "appointment.cancelled"
+    APPOINTMENT_RESCHEDULED = "appointment.rescheduled"
+    APPOINTMENT_NO_SHOW = "appointment.no_show"
+    CONSULTATION_STARTED = "consultation.started"
+    CONSULTATION_COMPLETED = "consultation.completed"
+    CONSULTATION_VIEWED = "consultation.viewed"
+    PRESCRIPTION_ISSUED = "prescription.issued"
+    PRESCRIPTION_VIEWED = "prescription.viewed"
+    AUDIT_VIEWED = "audit.viewed"
+    AUDIT_VERIFIED = "audit.verified"
+    AUDIT_PARTITION_ROWS_MOVED = "audit.partition_rows_moved"
+
+
+# Acts of the platform itself, not of a person through the API.
+SYSTEM_ACTIONS = frozenset({Action.APPOINTMENT_NO_SHOW, Action.AUDIT_PARTITION_ROWS_MOVED})
