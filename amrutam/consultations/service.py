@@ -7,24 +7,25 @@ allowed to see it and never written to logs or to audit details.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
 from amrutam.errors import Conflict, NotFound
 from amrutam.infra.db import Database
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps, json_value
-from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+from amrutam.pagination import Keyset, Params, where_clause
 
 _CONSULTATION = (
     "id, appointment_id, doctor_id, patient_id, status, started_at, completed_at, notes, diagnosis"
 )
 _PRESCRIPTION = "id, consultation_id, doctor_id, patient_id, items, notes, issued_at"
+NEWEST_ISSUED = Keyset("issued_at", descending=True)
 
 
 def _prescription(row: asyncpg.Record) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class Consultations:
             await record(
                 conn,
                 actor,
-                "consultation.started",
+                Action.CONSULTATION_STARTED,
                 "consultation",
                 row["id"],
                 {"appointment_id": str(appointment_id)},
@@ -95,7 +96,9 @@ class Consultations:
                 "UPDATE appointments SET status = 'completed', updated_at = now() WHERE id = $1",
                 current["appointment_id"],
             )
-            await record(conn, actor, "consultation.completed", "consultation", consultation_id)
+            await record(
+                conn, actor, Action.CONSULTATION_COMPLETED, "consultation", consultation_id
+            )
         return dumps(dict(row))
 
     async def get(self, actor: Actor, consultation_id: uuid.UUID) -> bytes:
@@ -105,7 +108,7 @@ class Consultations:
             )
             if row is None or not _may_see(actor, row):
                 raise NotFound("no such consultation")
-            await record(conn, actor, "consultation.viewed", "consultation", consultation_id)
+            await record(conn, actor, Action.CONSULTATION_VIEWED, "consultation", consultation_id)
         return dumps(dict(row))
 
     async def prescribe(
@@ -133,7 +136,7 @@ class Consultations:
             await record(
                 conn,
                 actor,
-                "prescription.issued",
+                Action.PRESCRIPTION_ISSUED,
                 "prescription",
                 row["id"],
                 {"consultation_id": str(consultation_id), "items": len(data.items)},
@@ -157,37 +160,22 @@ class Consultations:
             )
             if row is None or not _may_see(actor, row):
                 raise NotFound("no such prescription")
-            await record(conn, actor, "prescription.viewed", "prescription", prescription_id)
+            await record(conn, actor, Action.PRESCRIPTION_VIEWED, "prescription", prescription_id)
         return dumps(_prescription(row))
 
     async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:
-        args: list[Any] = [actor.user_id]
-        where = "patient_id = $1"
-        if query.cursor:
-            issued, last_id = decode_cursor(query.cursor, 2)
-            try:
-                args += [datetime.fromisoformat(issued), uuid.UUID(last_id)]
-            except (TypeError, ValueError) as exc:
-                raise invalid_cursor() from exc
-            where += " AND (issued_at, id) < ($2, $3)"
-        args.append(query.limit + 1)
+        p = Params()
+        where = [f"patient_id = {p(actor.user_id)}", *NEWEST_ISSUED.after(query.cursor, p)]
+        sql = f"SELECT {_PRESCRIPTION} FROM prescriptions{where_clause(where)} "
+        sql += NEWEST_ISSUED.tail(query.limit, p)
         async with self._db.connection() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE {where} "
-                f"ORDER BY issued_at DESC, id DESC LIMIT ${len(args)}",
-                *args,
-            )
+            rows = await conn.fetch(sql, *p.values)
             await record(
                 conn,
                 actor,
-                "prescription.viewed",
+                Action.PRESCRIPTION_VIEWED,
                 "patient",
                 actor.user_id,
                 {"listed": len(rows[: query.limit])},
             )
-        items = [_prescription(r) for r in rows[: query.limit]]
-        next_cursor = None
-        if len(rows) > query.limit:
-            last = rows[query.limit - 1]
-            next_cursor = encode_cursor([last["issued_at"].isoformat(), str(last["id"])])
-        return dumps({"items": items, "next_cursor": next_cursor})
+        return dumps(NEWEST_ISSUED.page(rows, query.limit, item=_prescription))

@@ -12,13 +12,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.doctors.schemas import ProfileIn, SearchQuery
 from amrutam.errors import NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps
-from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
+from amrutam.pagination import Keyset, Params, where_clause
 
 PROFILE_TTL_S = 3600
 SEARCH_TTL_S = 300
@@ -29,7 +30,23 @@ _PROFILE_COLUMNS = """
     currency, experience_years, rating::float8 AS rating, rating_count, city, timezone, bio,
     updated_at
 """
-_SORT_COLUMNS = {"fee": "consultation_fee", "rating": "rating", "experience": "experience_years"}
+# Qualified columns: a bare "rating" would mean the rating::float8 output column, which no
+# index serves. The cursor carries the row's output field.
+_ORDERS = {
+    sort: Keyset(
+        f"doctors.{column}",
+        kind,
+        descending=descending,
+        key="doctors.user_id",
+        value_field=field,
+    )
+    for name, column, field, kind in (
+        ("fee", "consultation_fee", "consultation_fee", int),
+        ("rating", "rating", "rating", Decimal),
+        ("experience", "experience_years", "experience_years", int),
+    )
+    for sort, descending in ((name, False), (f"-{name}", True))
+}
 
 
 def profile_key(doctor_id: uuid.UUID | str) -> str:
@@ -75,7 +92,7 @@ class DoctorDirectory:
             )
             if row is None:
                 raise PermissionDenied("only doctors have a profile")
-            await record(conn, actor, "doctor.profile_updated", "doctor", user_id)
+            await record(conn, actor, Action.DOCTOR_PROFILE_UPDATED, "doctor", user_id)
         body = dumps(dict(row))
         await self._cache.invalidate(delete=[profile_key(user_id)], bump=[DOCTORS_GENERATION])
         return body
@@ -113,28 +130,12 @@ class DoctorDirectory:
         sql, args = build_search(query)
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *args)
-        items = [dict(r) for r in rows[: query.limit]]
-        next_cursor = None
-        if len(rows) > query.limit:
-            last = rows[query.limit - 1]
-            column = query.sort.lstrip("-")
-            value = last["rating"] if column == "rating" else last[_result_field(column)]
-            next_cursor = encode_cursor([str(value), str(last["id"])])
-        return dumps({"items": items, "next_cursor": next_cursor})
-
-
-def _result_field(sort: str) -> str:
-    return {"fee": "consultation_fee", "experience": "experience_years"}.get(sort, sort)
+        return dumps(_ORDERS[query.sort].page(rows, query.limit))
 
 
 def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
     """The search as one parameterised statement whose every filter an index serves."""
-    args: list[Any] = []
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
+    arg = Params()
     where: list[str] = []
     if query.specialty:
         where.append(f"specialty = {arg(query.specialty)}")
@@ -160,25 +161,7 @@ def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
                   AND s.starts_at < timezone(doctors.timezone, {next_day}::date::timestamp)
                   AND s.starts_at > now())"""
         )
-    descending = query.sort.startswith("-")
-    column = _SORT_COLUMNS[query.sort.lstrip("-")]
-    if query.cursor:
-        value, last_id = decode_cursor(query.cursor, 2)
-        try:
-            typed: Any = Decimal(value) if column == "rating" else int(value)
-            last_uuid = uuid.UUID(last_id)
-        except (ValueError, ArithmeticError) as exc:
-            raise invalid_cursor() from exc
-        where.append(
-            f"({column}, user_id) {'<' if descending else '>'} ({arg(typed)}, {arg(last_uuid)})"
-        )
-    direction = "DESC" if descending else "ASC"
-    sql = (
-        f"SELECT {_PROFILE_COLUMNS} FROM doctors"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        # Qualified: a bare "rating" would mean the rating::float8 output column,
-        # which no index serves.
-        + f" ORDER BY doctors.{column} {direction}, doctors.user_id {direction}"
-        + f" LIMIT {arg(query.limit + 1)}"
-    )
-    return sql, args
+    order = _ORDERS[query.sort]
+    where += order.after(query.cursor, arg)
+    sql = f"SELECT {_PROFILE_COLUMNS} FROM doctors{where_clause(where)} "
+    return sql + order.tail(query.limit, arg), arg.values
