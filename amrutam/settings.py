@@ -58,7 +58,9 @@ class Settings(BaseSettings):
     rate_limit_anonymous: str = "300/minute"
     rate_limit_user: str = "1200/minute"
     rate_limit_login_ip: str = "20/minute"
+    # Failed logins per account from one address, and per account from anywhere.
     rate_limit_login_account: str = "5/15 minutes"
+    rate_limit_login_account_total: str = "50/15 minutes"
     slot_lock_ttl_ms: int = Field(5000, ge=1, description="Redis lock per slot while booking")
     idempotency_ttl_s: int = 24 * 3600
     idempotency_lock_s: int = Field(60, ge=1, description="how long an in-flight key blocks")

@@ -10,7 +10,8 @@ from prometheus_client import multiprocess
 from sanic import Sanic
 
 from amrutam.audit.service import AuditTrail
-from amrutam.auth.service import AuthService
+from amrutam.auth.service import Accounts
+from amrutam.auth.throttle import LoginThrottle
 from amrutam.consultations.service import Consultations
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.infra.cache import Cache
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(auth.bp)
     app.blueprint(doctors.bp)
     app.blueprint(scheduling.bp)
+    app.blueprint(scheduling.slots)
     app.blueprint(consultations.bp)
     app.blueprint(audit.bp)
 
@@ -68,16 +70,17 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         engine = create_engine(settings, application_name="amrutam-api")
         redis = create_redis(settings)
         db, cache = Database(engine), Cache(redis)
+        limiter = RateLimiter(redis, settings.redis_url)
         app.ctx.services = Services(
             settings=settings,
             db=db,
             redis=redis,
-            limiter=RateLimiter(redis, settings.redis_url),
+            limiter=limiter,
             policies=Policies.from_settings(settings),
             idempotency=IdempotencyStore(
                 redis, settings.idempotency_ttl_s, settings.idempotency_lock_s
             ),
-            auth=AuthService(settings),
+            auth=Accounts(db, settings, LoginThrottle.from_settings(limiter, settings)),
             cache=cache,
             doctors=DoctorDirectory(db, cache),
             scheduling=Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),

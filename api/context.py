@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from amrutam.audit.service import AuditTrail
-from amrutam.auth.service import AuthService
+from amrutam.auth.service import Accounts
 from amrutam.consultations.service import Consultations
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.infra.cache import Cache
@@ -22,16 +22,12 @@ from amrutam.settings import Settings
 class Policies:
     anonymous: Policy
     user: Policy
-    login_ip: Policy
-    login_account: Policy
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policies:
         return cls(
             anonymous=Policy.parse("anonymous", settings.rate_limit_anonymous),
             user=Policy.parse("user", settings.rate_limit_user),
-            login_ip=Policy.parse("login-ip", settings.rate_limit_login_ip),
-            login_account=Policy.parse("login-account", settings.rate_limit_login_account),
         )
 
 
@@ -43,7 +39,7 @@ class Services:
     limiter: RateLimiter
     policies: Policies
     idempotency: IdempotencyStore
-    auth: AuthService
+    auth: Accounts
     cache: Cache
     doctors: DoctorDirectory
     scheduling: Scheduling

@@ -15,27 +15,31 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Registration(_Input):
+class _ByEmail(_Input):
+    """Accounts are found by their email, compared in lower case."""
+
     email: EmailStr = Field(max_length=320)
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.lower()
+
+
+class NewAccount(_ByEmail):
+    """What every new account needs, however it is made (registration, the CLI)."""
+
     password: str = Field(min_length=PASSWORD_MIN, max_length=256)
     full_name: str = Field(min_length=1, max_length=200)
+
+
+class Registration(NewAccount):
     role: Literal["patient", "doctor"]
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{5,30}$")
 
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
-
-class Credentials(_Input):
-    email: EmailStr = Field(max_length=320)
+class Credentials(_ByEmail):
     password: str = Field(min_length=1, max_length=256)
-
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
 
 
 class RefreshRequest(_Input):

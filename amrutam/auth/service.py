@@ -1,7 +1,7 @@
 """Account use cases: register, log in, rotate refresh tokens, log out.
 
-Each takes the caller's session so that later writes (the audit row, the outbox
-event) join the same transaction.
+Like every service of the core, each use case opens and commits its own transaction,
+with its audit row inside it.
 """
 
 from __future__ import annotations
@@ -9,40 +9,124 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record_in
 from amrutam.auth.models import RefreshToken, Role, User
 from amrutam.auth.passwords import Passwords
 from amrutam.auth.schemas import AuthResult, Credentials, Registration, UserOut
+from amrutam.auth.throttle import LoginThrottle, Note, ignore
 from amrutam.auth.tokens import AccessTokens, hash_refresh_token, new_refresh_token
 from amrutam.errors import AuthenticationFailed, Conflict, NotFound
+from amrutam.infra.db import Database
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 
 
-class AuthService:
-    def __init__(self, settings: Settings) -> None:
+class Accounts:
+    def __init__(
+        self, db: Database, settings: Settings, throttle: LoginThrottle | None = None
+    ) -> None:
+        self._db = db
+        self._throttle = throttle
         self.passwords = Passwords(settings)
         self.access_tokens = AccessTokens(settings)
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_s)
 
-    async def register(self, session: AsyncSession, data: Registration, actor: Actor) -> AuthResult:
-        user = await self.create_user(
-            session,
-            email=data.email,
-            password=data.password,
-            full_name=data.full_name,
-            role=Role(data.role),
-            phone=data.phone,
-        )
-        await record_in(session, _as(user, actor), "auth.register", "user", user.id)
-        return await self._issue(session, user, uuid.uuid4())
+    async def register(self, actor: Actor, data: Registration) -> AuthResult:
+        async with self._db.transaction() as session:
+            user = await self._create(
+                session,
+                email=data.email,
+                password=data.password,
+                full_name=data.full_name,
+                role=Role(data.role),
+                phone=data.phone,
+            )
+            await record_in(session, _as(user, actor), Action.AUTH_REGISTER, "user", user.id)
+            return await self._issue(session, user, uuid.uuid4())
 
     async def create_user(
+        self, *, email: str, password: str, full_name: str, role: Role, phone: str | None = None
+    ) -> User:
+        """An account made by an operator (admins, demo data): no tokens, no login."""
+        async with self._db.transaction() as session:
+            return await self._create(
+                session, email=email, password=password, full_name=full_name, role=role, phone=phone
+            )
+
+    async def login(
+        self, actor: Actor, credentials: Credentials, *, note: Note = ignore
+    ) -> AuthResult:
+        """Tokens for the right password; every attempt is throttled, every failure audited."""
+        address = actor.ip or "unknown"
+        if self._throttle is not None:
+            await self._throttle.admit(credentials.email, address, note)
+        try:
+            async with self._db.transaction() as session:
+                result = await self._login(session, actor, credentials)
+        except AuthenticationFailed:
+            async with self._db.transaction() as session:  # the login itself rolled back
+                user = await self._by_email(session, credentials.email)
+                await record_in(
+                    session,
+                    actor,
+                    Action.AUTH_LOGIN_FAILED,
+                    "user",
+                    user.id if user else None,
+                    {"known_account": user is not None},
+                )
+            raise
+        if self._throttle is not None:
+            await self._throttle.succeeded(credentials.email, address)
+        return result
+
+    async def refresh(self, actor: Actor, token: str) -> AuthResult:
+        async with self._db.transaction() as session:
+            row = (
+                await session.exec(
+                    select(RefreshToken)
+                    .where(RefreshToken.token_hash == hash_refresh_token(token))
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise AuthenticationFailed("invalid refresh token")
+            reused = row.used_at is not None or row.revoked_at is not None
+            if not reused:
+                return await self._rotate(session, actor, row)
+        # A used token presented again means it leaked: end the whole family, in a
+        # transaction of its own so that the revocation survives the error.
+        async with self._db.transaction() as session:
+            await _revoke_family(session, row.family_id)
+            await record_in(
+                session,
+                actor,
+                Action.AUTH_REFRESH_REUSE,
+                "user",
+                row.user_id,
+                {"family_id": str(row.family_id)},
+            )
+        raise AuthenticationFailed("refresh token reuse detected; please log in again")
+
+    async def logout(self, actor: Actor, *, family_id: uuid.UUID) -> None:
+        async with self._db.transaction() as session:
+            await _revoke_family(session, family_id)
+            await record_in(session, actor, Action.AUTH_LOGOUT, "user", actor.user_id)
+
+    async def user(self, user_id: uuid.UUID) -> UserOut:
+        async with self._db.session() as session:
+            user = await session.get(User, user_id)
+        if user is None or not user.is_active:
+            raise NotFound("user not found")
+        return UserOut.model_validate(user, from_attributes=True)
+
+    async def _create(
         self,
         session: AsyncSession,
         *,
@@ -50,7 +134,7 @@ class AuthService:
         password: str,
         full_name: str,
         role: Role,
-        phone: str | None = None,
+        phone: str | None,
     ) -> User:
         user = User(
             email=email.lower(),
@@ -67,8 +151,8 @@ class AuthService:
             raise Conflict("an account with this email already exists") from exc
         return user
 
-    async def login(
-        self, session: AsyncSession, credentials: Credentials, actor: Actor
+    async def _login(
+        self, session: AsyncSession, actor: Actor, credentials: Credentials
     ) -> AuthResult:
         user = await self._by_email(session, credentials.email)
         ok = await self.passwords.verify(user.password_hash if user else None, credentials.password)
@@ -76,45 +160,10 @@ class AuthService:
             raise AuthenticationFailed("invalid email or password")
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = await self.passwords.hash(credentials.password)
-        await record_in(session, _as(user, actor), "auth.login", "user", user.id)
+        await record_in(session, _as(user, actor), Action.AUTH_LOGIN, "user", user.id)
         return await self._issue(session, user, uuid.uuid4())
 
-    async def login_failed(self, session: AsyncSession, email: str, actor: Actor) -> None:
-        """Audit a failed login (its own transaction: the login itself rolled back)."""
-        user = await self._by_email(session, email)
-        await record_in(
-            session,
-            actor,
-            "auth.login_failed",
-            "user",
-            user.id if user else None,
-            {"known_account": user is not None},
-        )
-
-    async def refresh(self, session: AsyncSession, token: str, actor: Actor) -> AuthResult:
-        row = (
-            await session.exec(
-                select(RefreshToken)
-                .where(RefreshToken.token_hash == hash_refresh_token(token))
-                .with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise AuthenticationFailed("invalid refresh token")
-        if row.used_at is not None or row.revoked_at is not None:
-            # A used token presented again means it leaked: end the whole family.
-            # The revocation must survive the error, so it commits here.
-            await self.revoke_family(session, row.family_id)
-            await record_in(
-                session,
-                actor,
-                "auth.refresh_reuse",
-                "user",
-                row.user_id,
-                {"family_id": str(row.family_id)},
-            )
-            await session.commit()
-            raise AuthenticationFailed("refresh token reuse detected; please log in again")
+    async def _rotate(self, session: AsyncSession, actor: Actor, row: RefreshToken) -> AuthResult:
         now = utcnow()
         if row.expires_at <= now:
             raise AuthenticationFailed("refresh token expired")
@@ -123,35 +172,8 @@ class AuthService:
             raise AuthenticationFailed("account disabled")
         row.used_at = now
         session.add(row)
-        await record_in(session, _as(user, actor), "auth.refresh", "user", user.id)
+        await record_in(session, _as(user, actor), Action.AUTH_REFRESH, "user", user.id)
         return await self._issue(session, user, row.family_id)
-
-    async def logout(self, session: AsyncSession, actor: Actor, family_id: uuid.UUID) -> None:
-        await self.revoke_family(session, family_id)
-        await record_in(session, actor, "auth.logout", "user", actor.user_id)
-
-    async def revoke_family(self, session: AsyncSession, family_id: uuid.UUID) -> None:
-        await session.exec(
-            sa.update(RefreshToken)  # type: ignore[call-overload]
-            .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
-            .values(revoked_at=utcnow())
-        )
-
-    async def get_user(self, session: AsyncSession, user_id: uuid.UUID) -> User:
-        user = await session.get(User, user_id)
-        if user is None or not user.is_active:
-            raise NotFound("user not found")
-        return user
-
-    async def set_password(self, session: AsyncSession, user: User, password: str) -> None:
-        user.password_hash = await self.passwords.hash(password)
-        user.updated_at = utcnow()
-        session.add(user)
-        await session.exec(
-            sa.update(RefreshToken)  # type: ignore[call-overload]
-            .where(col(RefreshToken.user_id) == user.id, col(RefreshToken.revoked_at).is_(None))
-            .values(revoked_at=utcnow())
-        )
 
     async def _by_email(self, session: AsyncSession, email: str) -> User | None:
         return (
@@ -176,11 +198,21 @@ class AuthService:
             expires_in=self.access_tokens.ttl,
         )
 
-    async def purge_expired_tokens(self, session: AsyncSession, older_than: timedelta) -> int:
-        result = await session.exec(
-            sa.delete(RefreshToken).where(RefreshToken.expires_at < utcnow() - older_than)  # type: ignore[call-overload,arg-type]
-        )
-        return int(result.rowcount or 0)
+
+async def _revoke_family(session: AsyncSession, family_id: uuid.UUID) -> None:
+    await session.exec(
+        sa.update(RefreshToken)  # type: ignore[call-overload]
+        .where(col(RefreshToken.family_id) == family_id, col(RefreshToken.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+async def purge_expired_tokens(conn: asyncpg.Connection, *, older_than: timedelta) -> int:
+    """Delete refresh tokens that expired more than ``older_than`` ago (a daily task)."""
+    result = await conn.execute(
+        "DELETE FROM refresh_tokens WHERE expires_at < $1", utcnow() - older_than
+    )
+    return int(result.split()[-1])
 
 
 def _as(user: User, actor: Actor) -> Actor:

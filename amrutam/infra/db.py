@@ -22,6 +22,9 @@ CONNECTION_LOST = (
     OSError,
 )
 
+# The role the API and workers log in as: INSERT/SELECT only on the audit trail.
+APP_ROLE = "amrutam_app"
+
 # Planner settings for an OLTP workload on SSD-backed storage (every managed PostgreSQL):
 # JIT only costs on short statements, and random reads are nearly as cheap as
 # sequential ones, so small indexed lookups beat scanning a small table.
@@ -35,6 +38,24 @@ def libpq_dsn(url: str) -> str:
     return re.sub(r"([?&])ssl=", r"\1sslmode=", dsn)
 
 
+@asynccontextmanager
+async def connect(url: str, *, connect_timeout: float = 10) -> AsyncIterator[asyncpg.Connection]:
+    """One plain asyncpg connection (the CLI, tasks, partition upkeep), always closed."""
+    conn = await asyncpg.connect(libpq_dsn(url), timeout=connect_timeout)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def set_role_password(conn: asyncpg.Connection, role: str, password: str) -> None:
+    """``ALTER ROLE ... PASSWORD``, which takes no bind parameter: the server quotes it."""
+    statement = await conn.fetchval(
+        "SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)", role, password
+    )
+    await conn.execute(statement)
+
+
 def create_engine(settings: Settings, application_name: str = "amrutam") -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
@@ -46,6 +67,8 @@ def create_engine(settings: Settings, application_name: str = "amrutam") -> Asyn
         # (mapped to 503) instead of paying a pre-ping round trip on every checkout.
         pool_pre_ping=False,
         pool_recycle=1800,
+        # A failed statement's parameters (password hashes, names) stay out of the logs.
+        hide_parameters=True,
         connect_args={
             "server_settings": {
                 **SESSION_SETTINGS,

@@ -6,7 +6,6 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic_ext import openapi
 
 from amrutam.auth.schemas import AuthResult, Credentials, RefreshRequest, Registration, UserOut
-from amrutam.errors import AuthenticationFailed, Busy
 from api.guards import actor, principal, require
 from api.middleware import note_rate_limit, services
 from api.responses import json_response
@@ -23,12 +22,8 @@ bp = Blueprint("auth", url_prefix="/v1/auth")
     tag="auth",
 )
 async def register(request: Request) -> HTTPResponse:
-    svc = services(request)
     data = parse_body(request, Registration)
-    async with svc.db.session() as session:
-        result = await svc.auth.register(session, data, actor(request))
-        await session.commit()
-    return json_response(result, 201)
+    return json_response(await services(request).auth.register(actor(request), data), 201)
 
 
 @bp.post("/login")
@@ -39,30 +34,10 @@ async def register(request: Request) -> HTTPResponse:
     tag="auth",
 )
 async def login(request: Request) -> HTTPResponse:
-    svc = services(request)
     credentials = parse_body(request, Credentials)
-    # Every attempt counts against the address; only failures count against the account,
-    # so a guessed-at account locks for the guesser without a success resetting others.
-    for decision in (
-        await svc.limiter.hit(svc.policies.login_ip, request.client_ip),
-        await svc.limiter.peek(svc.policies.login_account, credentials.email),
-    ):
-        note_rate_limit(request, decision)
-        if not decision.allowed:
-            raise Busy("too many login attempts; try again later", decision.reset_in)
-    try:
-        async with svc.db.session() as session:
-            result = await svc.auth.login(session, credentials, actor(request))
-            await session.commit()
-    except AuthenticationFailed:
-        async with svc.db.session() as session:
-            await svc.auth.login_failed(session, credentials.email, actor(request))
-            await session.commit()
-        note_rate_limit(
-            request, await svc.limiter.hit(svc.policies.login_account, credentials.email)
-        )
-        raise
-    await svc.limiter.clear(svc.policies.login_account, credentials.email)
+    result = await services(request).auth.login(
+        actor(request), credentials, note=lambda decision: note_rate_limit(request, decision)
+    )
     return json_response(result)
 
 
@@ -74,12 +49,8 @@ async def login(request: Request) -> HTTPResponse:
     tag="auth",
 )
 async def refresh(request: Request) -> HTTPResponse:
-    svc = services(request)
     data = parse_body(request, RefreshRequest)
-    async with svc.db.session() as session:
-        result = await svc.auth.refresh(session, data.refresh_token, actor(request))
-        await session.commit()
-    return json_response(result)
+    return json_response(await services(request).auth.refresh(actor(request), data.refresh_token))
 
 
 @bp.post("/logout")
@@ -88,12 +59,9 @@ async def refresh(request: Request) -> HTTPResponse:
 )
 @require()
 async def logout(request: Request) -> HTTPResponse:
-    svc = services(request)
-    who = principal(request)
-    if who.family_id is not None:
-        async with svc.db.session() as session:
-            await svc.auth.logout(session, actor(request), who.family_id)
-            await session.commit()
+    family_id = principal(request).family_id
+    if family_id is not None:
+        await services(request).auth.logout(actor(request), family_id=family_id)
     return HTTPResponse(status=204)
 
 
@@ -106,7 +74,4 @@ async def logout(request: Request) -> HTTPResponse:
 )
 @require()
 async def me(request: Request) -> HTTPResponse:
-    svc = services(request)
-    async with svc.db.session() as session:
-        user = await svc.auth.get_user(session, principal(request).user_id)
-    return json_response(UserOut.model_validate(user, from_attributes=True))
+    return json_response(await services(request).auth.user(principal(request).user_id))

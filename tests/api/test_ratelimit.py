@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from tests.conftest import PASSWORD, assert_problem, bearer, random_ip, register, unique_email
+from tests.helpers import PASSWORD, assert_problem, bearer, random_ip, register, unique_email
 
 _RATELIMIT = re.compile(r'^"(?P<name>[a-z-]+)";r=(?P<r>\d+);t=(?P<t>\d+)$')
 
@@ -65,25 +65,62 @@ async def test_authenticated_requests_are_limited_per_user(
     assert policy == '"user";q=5;w=60'
 
 
-async def test_failed_logins_throttle_the_account_even_with_the_right_password(
+async def _login(base_url: str, address: str, email: str, password: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url, headers={"X-Forwarded-For": address}) as http:
+        return await http.post("/v1/auth/login", json={"email": email, "password": password})
+
+
+async def test_guesses_lock_the_guessing_address_out_even_with_the_right_password(
     strict_api_url: str, strict_client: httpx.AsyncClient
 ) -> None:
-    email = unique_email()
+    email, attacker = unique_email(), random_ip()
     await register(strict_client, email=email)
-    for _ in range(3):  # each guess from a different address
-        async with httpx.AsyncClient(
-            base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}
-        ) as http:
-            wrong = await http.post("/v1/auth/login", json={"email": email, "password": "nope" * 3})
-            assert wrong.status_code == 401
-    async with httpx.AsyncClient(
-        base_url=strict_api_url, headers={"X-Forwarded-For": random_ip()}
-    ) as http:
-        locked = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    for _ in range(3):
+        assert (await _login(strict_api_url, attacker, email, "nope" * 3)).status_code == 401
+    locked = await _login(strict_api_url, attacker, email, PASSWORD)
     body = assert_problem(locked, 429)
     assert "login" in body["detail"]
     assert locked.headers["ratelimit-policy"].startswith('"login-account"')
     assert int(locked.headers["retry-after"]) >= 1
+
+
+async def test_an_attacker_cannot_lock_the_owner_out_from_elsewhere(
+    strict_api_url: str, strict_client: httpx.AsyncClient
+) -> None:
+    """F6: failures count per account and address; the owner's own address still works."""
+    email, attacker = unique_email(), random_ip()
+    await register(strict_client, email=email)
+    for _ in range(5):
+        await _login(strict_api_url, attacker, email, "nope" * 3)
+    owner = await _login(strict_api_url, random_ip(), email, PASSWORD)
+    assert owner.status_code == 200, owner.text
+
+
+async def test_guesses_spread_over_many_addresses_meet_the_account_ceiling(
+    strict_api_url: str, strict_client: httpx.AsyncClient
+) -> None:
+    email = unique_email()
+    await register(strict_client, email=email)
+    for _ in range(6):  # the strict server's account-wide ceiling
+        assert (await _login(strict_api_url, random_ip(), email, "nope" * 3)).status_code == 401
+    locked = await _login(strict_api_url, random_ip(), email, "nope" * 3)
+    assert_problem(locked, 429)
+    assert locked.headers["ratelimit-policy"].startswith('"login-account-total"')
+
+
+async def test_parallel_guesses_cannot_race_past_the_throttle(
+    strict_api_url: str, strict_client: httpx.AsyncClient
+) -> None:
+    """F5: each attempt is counted before its password is checked."""
+    email = unique_email()
+    await register(strict_client, email=email)
+    address = random_ip()
+    answers = await asyncio.gather(
+        *(_login(strict_api_url, address, email, f"wrong-guess-{n:04}") for n in range(15))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(401) <= 3, statuses
+    assert set(statuses) <= {401, 429}
 
 
 async def test_successful_login_clears_the_failure_count(strict_client: httpx.AsyncClient) -> None:
