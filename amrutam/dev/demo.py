@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 
 from sqlmodel import select
 
 from amrutam.audit.log import SYSTEM
 from amrutam.auth.models import Role, User
-from amrutam.auth.service import AuthService
+from amrutam.auth.service import Accounts
 from amrutam.doctors.schemas import ProfileIn
 from amrutam.doctors.service import DoctorDirectory
-from amrutam.infra.db import Database
-from amrutam.scheduling.rules import expand_weekly
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database, create_engine
+from amrutam.infra.redis_client import create_redis
+from amrutam.scheduling.schemas import WeeklyRule
 from amrutam.scheduling.service import Scheduling
+from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 
 
@@ -74,41 +78,56 @@ DEMO_TIMEZONE = "Asia/Kolkata"
 DEMO_DAYS = 14
 
 
-async def seed_demo(
-    db: Database, auth: AuthService, doctors: DoctorDirectory, scheduling: Scheduling
-) -> list[DemoAccount]:
+async def seed_demo(settings: Settings) -> list[DemoAccount]:
     """Create what is missing of the demo data; a second run changes nothing."""
-    async with db.transaction() as session:
-        existing = {u.email: u for u in (await session.exec(select(User))).all()}
-        users = {}
+    db, redis = Database(create_engine(settings, "amrutam-cli")), create_redis(settings)
+    cache = Cache(redis)
+    try:
+        accounts = Accounts(db, settings)
+        doctors = DoctorDirectory(db, cache)
+        scheduling = Scheduling(db, cache, redis, settings.slot_lock_ttl_ms)
+        async with db.session() as session:
+            existing = {u.email: u.id for u in (await session.exec(select(User))).all()}
         for account in DEMO_ACCOUNTS:
-            users[account.email] = existing.get(account.email) or await auth.create_user(
-                session,
-                email=account.email,
-                password=DEMO_PASSWORD,
-                full_name=account.full_name,
-                role=account.role,
-            )
-    today = utcnow().date()
-    for account in DEMO_ACCOUNTS:
-        if account.role is not Role.doctor:
-            continue
-        user_id = users[account.email].id
-        if await doctors.timezone_of(user_id) is None:
-            await doctors.upsert_profile(
-                SYSTEM,
-                user_id,
-                ProfileIn.model_validate({**account.profile, "timezone": DEMO_TIMEZONE}),
-            )
-        if not await scheduling.has_future_slots(user_id):
-            times = expand_weekly(
-                today + timedelta(days=1),
-                today + timedelta(days=DEMO_DAYS),
-                {0, 1, 2, 3, 4, 5},
-                time(9, 0),
-                time(13, 0),
-                30,
-                DEMO_TIMEZONE,
-            )
-            await scheduling.create_slots(SYSTEM, user_id, list(times))
+            if account.email not in existing:
+                user = await accounts.create_user(
+                    email=account.email,
+                    password=DEMO_PASSWORD,
+                    full_name=account.full_name,
+                    role=account.role,
+                )
+                existing[account.email] = user.id
+        today = utcnow().date()
+        for account in DEMO_ACCOUNTS:
+            if account.role is Role.doctor:
+                await _doctor(doctors, scheduling, existing[account.email], account, today)
+    finally:
+        await db.dispose()
+        await redis.aclose()
     return list(DEMO_ACCOUNTS)
+
+
+async def _doctor(
+    doctors: DoctorDirectory,
+    scheduling: Scheduling,
+    user_id: uuid.UUID,
+    account: DemoAccount,
+    today: date,
+) -> None:
+    if await doctors.timezone_of(user_id) is None:
+        await doctors.upsert_profile(
+            SYSTEM,
+            user_id,
+            ProfileIn.model_validate({**account.profile, "timezone": DEMO_TIMEZONE}),
+        )
+    if not await scheduling.has_future_slots(user_id):
+        rule = WeeklyRule(
+            from_date=today + timedelta(days=1),
+            to_date=today + timedelta(days=DEMO_DAYS),
+            weekdays=[0, 1, 2, 3, 4, 5],
+            start_time=time(9, 0),
+            end_time=time(13, 0),
+            slot_minutes=30,
+            timezone=DEMO_TIMEZONE,
+        )
+        await scheduling.publish(SYSTEM, rule, doctor_id=user_id)

@@ -1,11 +1,14 @@
-"""Every table, imported in one place so Alembic and tests see the whole schema."""
+"""The tables the ORM maps (accounts and refresh tokens), gathered for Alembic.
+
+The schema itself is the hand-written migrations in ``versions/``; the hot paths use
+plain SQL. ``tests/core/test_schema.py`` checks these classes against the migrated
+database, so the two cannot drift apart.
+"""
 
 from sqlmodel import SQLModel
 
 from amrutam.auth.models import RefreshToken, User
-from amrutam.doctors.models import Doctor
-from amrutam.scheduling.models import Appointment, Slot
 
 metadata = SQLModel.metadata
 
-__all__ = ["Appointment", "Doctor", "RefreshToken", "Slot", "User", "metadata"]
+__all__ = ["RefreshToken", "User", "metadata"]

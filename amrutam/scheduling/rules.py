@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from amrutam.errors import FieldError, InvalidInput
+from amrutam.scheduling.schemas import MAX_SLOTS_PER_REQUEST, WeeklyRule
+
 
 def _exists(local: datetime) -> bool:
     round_trip = local.astimezone(UTC).astimezone(local.tzinfo)
@@ -42,3 +45,26 @@ def expand_weekly(
                     yield utc_start, utc_start + length
                 cursor += length
         day += timedelta(days=1)
+
+
+def slots_of(rule: WeeklyRule) -> list[tuple[datetime, datetime]]:
+    """The rule's slots, refused when it makes none or more than one request may hold."""
+    times = list(
+        expand_weekly(
+            rule.from_date,
+            rule.to_date,
+            set(rule.weekdays),
+            rule.start_time,
+            rule.end_time,
+            rule.slot_minutes,
+            rule.timezone,
+        )
+    )
+    if len(times) > MAX_SLOTS_PER_REQUEST:
+        raise InvalidInput(
+            "the rule makes too many slots",
+            [FieldError("to_date", f"at most {MAX_SLOTS_PER_REQUEST} slots per request")],
+        )
+    if not times:
+        raise InvalidInput("the rule makes no slots", [FieldError("weekdays", "no slot fits")])
+    return times

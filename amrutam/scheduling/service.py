@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from redis.asyncio import Redis
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.auth.tokens import Principal
 from amrutam.doctors.service import availability_generation
@@ -29,12 +30,19 @@ from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
-from amrutam.pagination import decode_cursor, encode_cursor, invalid_cursor
-from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
+from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.scheduling.rules import slots_of
+from amrutam.scheduling.schemas import (
+    AppointmentQuery,
+    ExplicitSlots,
+    SlotQuery,
+    WeeklyRule,
+)
 from amrutam.timeutil import utcnow
 
 _APPOINTMENT = "id, slot_id, doctor_id, patient_id, starts_at, ends_at, status, reason, created_at"
 _SLOT = "id, doctor_id, starts_at, ends_at, status"
+BY_START = Keyset("starts_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +74,25 @@ class Scheduling:
 
     # -- availability ---------------------------------------------------------------
 
-    async def create_slots(
-        self, actor: Actor, doctor_id: uuid.UUID, times: list[tuple[datetime, datetime]]
+    async def publish(
+        self,
+        actor: Actor,
+        availability: ExplicitSlots | WeeklyRule,
+        *,
+        doctor_id: uuid.UUID | None = None,
     ) -> bytes:
+        """Open slots: explicit ones, or a weekly rule expanded in the doctor's zone.
+
+        A doctor publishes their own availability; the platform (demo data) anyone's.
+        All or nothing: one overlapping slot refuses the whole request.
+        """
+        doctor_id = doctor_id or actor.user_id
+        if doctor_id is None or (actor.role != "system" and actor.user_id != doctor_id):
+            raise PermissionDenied("doctors publish their own availability")
+        if isinstance(availability, ExplicitSlots):
+            times = [(s.starts_at, s.ends_at) for s in availability.slots]
+        else:
+            times = slots_of(availability)
         if not times:
             raise InvalidInput("no slots to create", [FieldError("slots", "nothing to create")])
         now = utcnow()
@@ -100,7 +124,9 @@ class Scheduling:
                 raise Conflict(
                     "a slot overlaps another slot of yours; nothing was created"
                 ) from exc
-            await record(conn, actor, "slot.created", "doctor", doctor_id, {"count": len(rows)})
+            await record(
+                conn, actor, Action.SLOT_CREATED, "doctor", doctor_id, {"count": len(rows)}
+            )
         await self._touch_dates(timezone, (s for s, _ in times))
         return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
 
@@ -121,7 +147,7 @@ class Scheduling:
             if row["status"] != "open":
                 raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
             await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
-            await record(conn, actor, "slot.deleted", "slot", slot_id)
+            await record(conn, actor, Action.SLOT_DELETED, "slot", slot_id)
         await self._touch_dates(row["timezone"], [row["starts_at"]])
 
     async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
@@ -138,34 +164,41 @@ class Scheduling:
     ) -> bytes:
         if query.status != "open" and (viewer is None or viewer.user_id != doctor_id):
             raise PermissionDenied("only the doctor sees booked slots")
-        args: list[Any] = [doctor_id, query.from_ or utcnow()]
-        where = ["doctor_id = $1", "starts_at >= $2"]
+        p = Params()
+        where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(query.from_ or utcnow())}"]
         if query.status != "all":
-            args.append(query.status)
-            where.append(f"status = ${len(args)}")
+            where.append(f"status = {p(query.status)}")
         if query.to is not None:
-            args.append(query.to)
-            where.append(f"starts_at < ${len(args)}")
-        sql = _by_start_sql(_SLOT, "availability_slots", where, args, query.cursor, query.limit)
+            where.append(f"starts_at < {p(query.to)}")
+        where += BY_START.after(query.cursor, p)
+        sql = f"SELECT {_SLOT} FROM availability_slots{where_clause(where)} "
+        sql += BY_START.tail(query.limit, p)
         async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, *args)
+            rows = await conn.fetch(sql, *p.values)
             if not rows and not await conn.fetchval(
                 "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
             ):
                 raise NotFound("no such doctor")
-        return _page(rows, query.limit)
+        return dumps(BY_START.page(rows, query.limit))
 
     # -- booking --------------------------------------------------------------------
 
     async def book(
-        self, actor: Actor, slot_id: uuid.UUID, reason: str | None, key: str | None
+        self,
+        actor: Actor,
+        *,
+        slot_id: uuid.UUID,
+        reason: str | None,
+        idempotency_key: str | None,
     ) -> Booking:
         """Book a slot; the result says whether the appointment was created just now.
 
         A retry with the Idempotency-Key of a booking that already committed (its
         response lost, Redis down) gets that same appointment back, not a 409.
         """
-        patient_id = actor.user_id
+        if actor.role != "patient":
+            raise PermissionDenied("only patients book appointments")
+        patient_id, key = actor.user_id, idempotency_key
         async with (
             slot_lock(self._redis, str(slot_id), self._lock_ttl_ms),
             self._db.connection() as conn,
@@ -203,7 +236,7 @@ class Scheduling:
             await record(
                 conn,
                 actor,
-                "appointment.booked",
+                Action.APPOINTMENT_BOOKED,
                 "appointment",
                 row["id"],
                 {"slot_id": str(slot_id)},
@@ -250,7 +283,7 @@ class Scheduling:
                 "UPDATE availability_slots SET status = 'open' WHERE id = $1 AND status = 'booked'",
                 current["slot_id"],
             )
-            await record(conn, who, "appointment.cancelled", "appointment", appointment_id)
+            await record(conn, who, Action.APPOINTMENT_CANCELLED, "appointment", appointment_id)
             await emit(conn, "appointment.cancelled", appointment_id, _event(row))
         await self._touch_dates(current["timezone"], [current["starts_at"]])
         return dumps(dict(row))
@@ -310,7 +343,7 @@ class Scheduling:
             await record(
                 conn,
                 actor,
-                "appointment.rescheduled",
+                Action.APPOINTMENT_RESCHEDULED,
                 "appointment",
                 appointment_id,
                 {"from_slot_id": str(current["slot_id"]), "to_slot_id": str(new_slot_id)},
@@ -334,20 +367,20 @@ class Scheduling:
 
     async def appointments(self, who: Actor, query: AppointmentQuery) -> bytes:
         column = "doctor_id" if who.role == "doctor" else "patient_id"
-        args: list[Any] = [who.user_id]
-        where = [f"{column} = $1"]
-        for condition, value in (
-            ("status = ${}", query.status),
-            ("starts_at >= ${}", query.from_),
-            ("starts_at < ${}", query.to),
-        ):
-            if value is not None:
-                args.append(value)
-                where.append(condition.format(len(args)))
-        sql = _by_start_sql(_APPOINTMENT, "appointments", where, args, query.cursor, query.limit)
+        p = Params()
+        where = [f"{column} = {p(who.user_id)}"]
+        if query.status is not None:
+            where.append(f"status = {p(query.status)}")
+        if query.from_ is not None:
+            where.append(f"starts_at >= {p(query.from_)}")
+        if query.to is not None:
+            where.append(f"starts_at < {p(query.to)}")
+        where += BY_START.after(query.cursor, p)
+        sql = f"SELECT {_APPOINTMENT} FROM appointments{where_clause(where)} "
+        sql += BY_START.tail(query.limit, p)
         async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, *args)
-        return _page(rows, query.limit)
+            rows = await conn.fetch(sql, *p.values)
+        return dumps(BY_START.page(rows, query.limit))
 
     async def _touch_dates(self, timezone: str, instants: Iterable[datetime]) -> None:
         zone = ZoneInfo(timezone)
@@ -377,34 +410,3 @@ def _event(appointment: asyncpg.Record) -> dict[str, Any]:
         "doctor_id": str(appointment["doctor_id"]),
         "starts_at": appointment["starts_at"].isoformat(),
     }
-
-
-def _by_start_sql(
-    columns: str, table: str, where: list[str], args: list[Any], cursor: str | None, limit: int
-) -> str:
-    """One page ordered by (starts_at, id) after the cursor; extends ``args`` in place."""
-    if cursor:
-        args += list(_cursor_pair(cursor))
-        where.append(f"(starts_at, id) > (${len(args) - 1}, ${len(args)})")
-    args.append(limit + 1)
-    return (
-        f"SELECT {columns} FROM {table} WHERE {' AND '.join(where)} "
-        f"ORDER BY starts_at, id LIMIT ${len(args)}"
-    )
-
-
-def _cursor_pair(cursor: str) -> tuple[datetime, uuid.UUID]:
-    after, last_id = decode_cursor(cursor, 2)
-    try:
-        return datetime.fromisoformat(after), uuid.UUID(last_id)
-    except (TypeError, ValueError) as exc:
-        raise invalid_cursor() from exc
-
-
-def _page(rows: list[asyncpg.Record], limit: int) -> bytes:
-    items = [dict(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        next_cursor = encode_cursor([last["starts_at"].isoformat(), str(last["id"])])
-    return dumps({"items": items, "next_cursor": next_cursor})

@@ -1,4 +1,5 @@
-"""/v1/appointments: book, list, read, cancel, reschedule."""
+"""Scheduling over HTTP: /v1/appointments (book, list, read, cancel, reschedule) and a
+doctor's slots under /v1/doctors (publish, list, delete)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,20 @@ from amrutam.scheduling.schemas import (
     AppointmentPage,
     AppointmentQuery,
     BookingIn,
+    ExplicitSlots,
     RescheduleIn,
+    SlotList,
+    SlotQuery,
+    WeeklyRule,
 )
 from api.durable import finishes_if_disconnected
 from api.guards import BEARER, actor, require
 from api.middleware import services
 from api.responses import raw_json
-from api.validation import parse_body, parse_query
+from api.validation import json_body, parse_body, parse_query, validate
 
 bp = Blueprint("appointments", url_prefix="/v1/appointments")
+slots = Blueprint("slots", url_prefix="/v1/doctors")
 APPOINTMENT = {"application/json": AppointmentOut}
 
 
@@ -39,9 +45,9 @@ async def book(request: Request) -> HTTPResponse:
     data = parse_body(request, BookingIn)
     booking = await services(request).scheduling.book(
         actor(request),
-        data.slot_id,
-        data.reason,
-        request.headers.get("idempotency-key"),
+        slot_id=data.slot_id,
+        reason=data.reason,
+        idempotency_key=request.headers.get("idempotency-key"),
     )
     headers = {"Location": f"/v1/appointments/{booking.id}"}
     if not booking.created:
@@ -102,3 +108,46 @@ async def reschedule(request: Request, appointment_id: uuid.UUID) -> HTTPRespons
         actor(request), appointment_id, data.slot_id
     )
     return raw_json(body)
+
+
+@slots.post("/me/slots")
+@openapi.definition(
+    summary="Publish slots, explicitly or as a weekly rule",
+    tag="doctors",
+    secured=BEARER,
+    body={"application/json": ExplicitSlots | WeeklyRule},
+    response={"application/json": SlotList},
+)
+@require("doctor")
+async def publish_slots(request: Request) -> HTTPResponse:
+    data = json_body(request)
+    availability: ExplicitSlots | WeeklyRule
+    if isinstance(data, dict) and "slots" in data:
+        availability = validate(ExplicitSlots, data)
+    else:
+        availability = validate(WeeklyRule, data)
+    body = await services(request).scheduling.publish(actor(request), availability)
+    return raw_json(body, 201)
+
+
+@slots.get("/<doctor_id:uuid>/slots")
+@openapi.definition(
+    summary="A doctor's slots", tag="doctors", response={"application/json": SlotList}
+)
+@openapi.parameter("from", str, description="RFC 3339; default now")
+@openapi.parameter("to", str)
+@openapi.parameter("status", str, description="open (default); booked or all for the owner")
+@openapi.parameter("limit", int)
+@openapi.parameter("cursor", str)
+async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
+    query = parse_query(request, SlotQuery)
+    viewer = getattr(request.ctx, "principal", None)
+    return raw_json(await services(request).scheduling.list_slots(doctor_id, query, viewer))
+
+
+@slots.delete("/me/slots/<slot_id:uuid>")
+@openapi.definition(summary="Delete an open slot", tag="doctors", secured=BEARER)
+@require("doctor")
+async def delete_slot(request: Request, slot_id: uuid.UUID) -> HTTPResponse:
+    await services(request).scheduling.delete_slot(actor(request), slot_id)
+    return HTTPResponse(status=204)

@@ -1,0 +1,159 @@
+"""The scheduling use cases in process, against the session's real database and Redis.
+
+The HTTP tests cover the contract; these call ``Scheduling`` directly, so a broken rule
+fails here with its own traceback instead of as a status code in another process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, time, timedelta
+
+import orjson
+import pytest
+
+from amrutam.audit.log import Actor
+from amrutam.auth.models import Role
+from amrutam.auth.service import Accounts
+from amrutam.dev.servers import RedisServer
+from amrutam.doctors.schemas import ProfileIn
+from amrutam.doctors.service import DoctorDirectory
+from amrutam.errors import Conflict, InvalidInput, PermissionDenied
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database, create_engine
+from amrutam.infra.redis_client import create_redis
+from amrutam.scheduling.schemas import ExplicitSlots, WeeklyRule
+from amrutam.scheduling.service import Scheduling
+from amrutam.settings import Settings
+from amrutam.timeutil import utcnow
+from tests.helpers import PASSWORD, as_app_role, unique_email
+
+
+@dataclass
+class Core:
+    accounts: Accounts
+    doctors: DoctorDirectory
+    scheduling: Scheduling
+
+    async def person(self, role: Role) -> Actor:
+        user = await self.accounts.create_user(
+            email=unique_email(role.value), password=PASSWORD, full_name="In Process", role=role
+        )
+        return Actor(user.id, role.value)
+
+    async def doctor(self) -> Actor:
+        doctor = await self.person(Role.doctor)
+        profile = ProfileIn(
+            specialty="cardiology",
+            languages=["english"],
+            consultation_fee=100,
+            experience_years=3,
+            timezone="Asia/Kolkata",
+        )
+        assert doctor.user_id is not None
+        await self.doctors.upsert_profile(doctor, doctor.user_id, profile)
+        return doctor
+
+
+@pytest.fixture
+async def core(database_url: str, redis_server: RedisServer) -> AsyncIterator[Core]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        environment="test",
+        database_url=as_app_role(database_url),
+        redis_url=redis_server.url(3),
+        argon2_time_cost=1,
+        argon2_memory_kib=8192,
+    )
+    db, redis = Database(create_engine(settings)), create_redis(settings)
+    cache = Cache(redis)
+    yield Core(
+        Accounts(db, settings),
+        DoctorDirectory(db, cache),
+        Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
+    )
+    await db.dispose()
+    await redis.aclose()
+
+
+def _tomorrow_at(hour: int) -> ExplicitSlots:
+    start = (utcnow() + timedelta(days=1)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    return ExplicitSlots.model_validate(
+        {"slots": [{"starts_at": start, "ends_at": start + timedelta(minutes=30)}]}
+    )
+
+
+async def _one_slot(core: Core, doctor: Actor, hour: int = 10) -> uuid.UUID:
+    body = orjson.loads(await core.scheduling.publish(doctor, _tomorrow_at(hour)))
+    return uuid.UUID(body["items"][0]["id"])
+
+
+async def test_only_patients_book_whoever_calls_the_use_case(core: Core) -> None:
+    doctor = await core.doctor()
+    slot = await _one_slot(core, doctor)
+    for who in (doctor, await core.person(Role.admin)):
+        with pytest.raises(PermissionDenied):
+            await core.scheduling.book(who, slot_id=slot, reason=None, idempotency_key=None)
+
+
+async def test_a_doctor_publishes_only_their_own_availability(core: Core) -> None:
+    doctor, other = await core.doctor(), await core.doctor()
+    with pytest.raises(PermissionDenied):
+        await core.scheduling.publish(other, _tomorrow_at(9), doctor_id=doctor.user_id)
+
+
+async def test_a_weekly_rule_is_expanded_and_capped_in_the_use_case(core: Core) -> None:
+    doctor = await core.doctor()
+    start = date.today() + timedelta(days=7)
+    rule = WeeklyRule(
+        from_date=start,
+        to_date=start + timedelta(days=6),
+        weekdays=[0, 1, 2, 3, 4],
+        start_time=time(9),
+        end_time=time(11),
+        slot_minutes=30,
+        timezone="Asia/Kolkata",
+    )
+    created = orjson.loads(await core.scheduling.publish(doctor, rule))["items"]
+    assert len(created) == 5 * 4
+    too_many = rule.model_copy(
+        update={
+            "start_time": time(0),
+            "end_time": time(23, 55),
+            "slot_minutes": 5,
+            "to_date": start + timedelta(days=60),
+            "weekdays": [0, 1, 2, 3, 4, 5, 6],
+        }
+    )
+    with pytest.raises(InvalidInput, match="too many slots"):
+        await core.scheduling.publish(doctor, too_many)
+
+
+async def test_a_replayed_booking_returns_the_same_appointment(core: Core) -> None:
+    doctor, patient = await core.doctor(), await core.person(Role.patient)
+    slot = await _one_slot(core, doctor)
+    first = await core.scheduling.book(patient, slot_id=slot, reason="x", idempotency_key="k-1")
+    again = await core.scheduling.book(patient, slot_id=slot, reason="x", idempotency_key="k-1")
+    assert (first.created, again.created) == (True, False)
+    assert first.id == again.id
+    other = await core.person(Role.patient)
+    with pytest.raises(Conflict):
+        await core.scheduling.book(other, slot_id=slot, reason=None, idempotency_key="k-1")
+
+
+async def test_cancel_reopens_and_reschedule_moves_the_booking(core: Core) -> None:
+    doctor, patient = await core.doctor(), await core.person(Role.patient)
+    first, second = await _one_slot(core, doctor, 10), await _one_slot(core, doctor, 11)
+    booking = await core.scheduling.book(patient, slot_id=first, reason=None, idempotency_key=None)
+    moved = orjson.loads(await core.scheduling.reschedule(patient, booking.id, second))
+    assert moved["slot_id"] == str(second)
+    again = await core.scheduling.book(
+        await core.person(Role.patient), slot_id=first, reason=None, idempotency_key=None
+    )
+    assert again.created  # the slot left behind is open again
+    cancelled = orjson.loads(await core.scheduling.cancel(patient, booking.id))
+    assert cancelled["status"] == "cancelled"
+    with pytest.raises(Conflict):
+        await core.scheduling.cancel(patient, booking.id)
