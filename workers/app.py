@@ -17,11 +17,11 @@ from kombu import Exchange, Queue
 
 from amrutam.infra.logs import configure_logging
 from amrutam.settings import get_settings
+from workers import metrics
+from workers.queues import QUEUES
 
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_file)
-
-QUEUES = ("default", "notifications", "maintenance")
 
 app = Celery("amrutam", broker=settings.redis_url, backend=None, include=["workers.tasks"])
 app.conf.update(
@@ -44,14 +44,7 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
     worker_hijack_root_logger=False,
     task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
-    task_default_queue="default",
-    task_routes={
-        "workers.tasks.deliver_notification": {"queue": "notifications"},
-        "workers.tasks.purge_expired_refresh_tokens": {"queue": "maintenance"},
-        "workers.tasks.maintain_audit_partitions": {"queue": "maintenance"},
-        "workers.tasks.seal_audit_trail": {"queue": "maintenance"},
-        "workers.tasks.mark_no_shows": {"queue": "maintenance"},
-    },
+    task_default_queue="default",  # a task's own queue is on its decorator (tasks.py)
     beat_schedule={
         "relay-outbox": {"task": "workers.tasks.relay_outbox", "schedule": 1.0},
         "schedule-reminders": {"task": "workers.tasks.schedule_reminders", "schedule": 60.0},
@@ -70,5 +63,4 @@ app.conf.update(
         },
     },
 )
-
-import workers.metrics  # noqa: E402,F401  (connects the signal handlers)
+metrics.install(QUEUES)

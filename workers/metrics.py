@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,12 +35,18 @@ LATENCY = Histogram(
 _started: dict[str, float] = {}
 
 
-@signals.task_prerun.connect
+def install(queues: Sequence[str]) -> None:
+    """Connect the task counters and serve /metrics and /livez once the worker is ready."""
+    signals.task_prerun.connect(_prerun, weak=False)
+    signals.task_postrun.connect(_postrun, weak=False)
+    signals.task_retry.connect(_retry, weak=False)
+    signals.worker_ready.connect(partial(_serve, queues=tuple(queues)), weak=False)
+
+
 def _prerun(task_id: str, **_: Any) -> None:
     _started[task_id] = time.perf_counter()
 
 
-@signals.task_postrun.connect
 def _postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
     began = _started.pop(task_id, None)
     if began is not None:
@@ -46,18 +54,15 @@ def _postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> Non
     TASKS.labels(task.name, (state or "unknown").lower()).inc()
 
 
-@signals.task_retry.connect
 def _retry(sender: Any = None, **_: Any) -> None:
     RETRIES.labels(getattr(sender, "name", "unknown")).inc()
 
 
-def _queue_lines() -> bytes:
-    from workers.app import QUEUES
-
+def _queue_lines(queues: tuple[str, ...]) -> bytes:
     async def read() -> dict[str, int]:
         redis = create_redis(get_settings())
         try:
-            return await queue_depth(redis, list(QUEUES))
+            return await queue_depth(redis, list(queues))
         finally:
             await redis.aclose()
 
@@ -74,12 +79,14 @@ def _queue_lines() -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    queues: tuple[str, ...] = ()
+
     def do_GET(self) -> None:
         if self.path == "/livez":
             body, content_type = b'{"status":"ok"}', "application/json"
         elif self.path == "/metrics":
             body, content_type = exposition()
-            body += _queue_lines()
+            body += _queue_lines(self.queues)
         else:
             self.send_error(404)
             return
@@ -93,11 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@signals.worker_ready.connect
-def _serve(**_: Any) -> None:
+def _serve(queues: tuple[str, ...], **_: Any) -> None:
     port = get_settings().worker_metrics_port
+    handler = type("Handler", (_Handler,), {"queues": queues})
     try:
-        server = ThreadingHTTPServer(("0.0.0.0", port), _Handler)  # noqa: S104 (probed by k8s)
+        server = ThreadingHTTPServer(("0.0.0.0", port), handler)  # noqa: S104 (probed by k8s)
     except OSError:
         return  # another worker on this host already serves; one per pod in the cluster
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()

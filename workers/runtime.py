@@ -38,7 +38,3 @@ def run(job: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     current = _state["loop"]
     assert isinstance(current, asyncio.AbstractEventLoop)
     return current.run_until_complete(job(_state["pool"]))  # type: ignore[arg-type]
-
-
-def admin_dsn() -> str:
-    return libpq_dsn(get_settings().database_admin_url)

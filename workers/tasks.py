@@ -10,14 +10,16 @@ from celery import Task
 
 from amrutam.audit.partitions import maintain
 from amrutam.audit.seals import seal
-from amrutam.infra import deadletters, outbox
+from amrutam.auth.service import purge_expired_tokens
+from amrutam.infra import outbox
+from amrutam.infra.db import connect
 from amrutam.infra.logs import get_logger
 from amrutam.notifications import service as notifications
 from amrutam.notifications.providers import DeliveryFailed, provider_for
 from amrutam.settings import get_settings
 from amrutam.timeutil import utcnow
 from workers.app import app
-from workers.runtime import admin_dsn, run
+from workers.runtime import run
 
 log = get_logger(__name__)
 settings = get_settings()
@@ -34,9 +36,7 @@ class Buried(Task):  # type: ignore[misc]
 
         async def bury(pool: asyncpg.Pool) -> None:
             async with pool.acquire() as conn:
-                await deadletters.bury(conn, self.name, queue, list(args), error)
-                if self.name == deliver_notification.name and args:
-                    await notifications.note_failure(conn, args[0], error, final=True)
+                await notifications.bury(conn, self.name, queue, list(args), error)
 
         run(bury)
         log.error("task.dead_lettered", task=self.name, task_id=task_id, error=error)
@@ -79,7 +79,8 @@ def handle_event(event: dict[str, Any]) -> int:
 
 
 @app.task(  # type: ignore[untyped-decorator]
-    name="workers.tasks.deliver_notification",
+    name=notifications.DELIVERY_TASK,
+    queue="notifications",
     base=Buried,
     autoretry_for=(DeliveryFailed,),
     retry_backoff=2,
@@ -115,7 +116,7 @@ def schedule_reminders() -> int:
     return len(ids)
 
 
-@app.task(name="workers.tasks.mark_no_shows")  # type: ignore[untyped-decorator]
+@app.task(name="workers.tasks.mark_no_shows", queue="maintenance")  # type: ignore[untyped-decorator]
 def mark_no_shows() -> int:
     async def job(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
@@ -124,36 +125,35 @@ def mark_no_shows() -> int:
     return run(job)
 
 
-@app.task(name="workers.tasks.purge_expired_refresh_tokens")  # type: ignore[untyped-decorator]
+@app.task(  # type: ignore[untyped-decorator]
+    name="workers.tasks.purge_expired_refresh_tokens", queue="maintenance"
+)
 def purge_expired_refresh_tokens() -> int:
     """Delete refresh tokens that expired more than a week ago."""
 
     async def job(pool: asyncpg.Pool) -> int:
-        result = await pool.execute(
-            "DELETE FROM refresh_tokens WHERE expires_at < $1", utcnow() - timedelta(days=7)
-        )
-        return int(result.split()[-1])
+        async with pool.acquire() as conn:
+            return await purge_expired_tokens(conn, older_than=timedelta(days=7))
 
     return run(job)
 
 
-@app.task(name="workers.tasks.maintain_audit_partitions")  # type: ignore[untyped-decorator]
+@app.task(  # type: ignore[untyped-decorator]
+    name="workers.tasks.maintain_audit_partitions", queue="maintenance"
+)
 def maintain_audit_partitions() -> dict[str, Any]:
     """Keep three monthly audit partitions ahead, whatever the traffic."""
 
     async def job(_: asyncpg.Pool) -> dict[str, Any]:
-        conn = await asyncpg.connect(admin_dsn())
-        try:
+        async with connect(settings.database_admin_url) as conn:  # partition DDL: the owner
             return (await maintain(conn, premake=3)).as_dict()
-        finally:
-            await conn.close()
 
     report = run(job)
     log.info("audit.partitions_maintained", **report)
     return report
 
 
-@app.task(name="workers.tasks.seal_audit_trail")  # type: ignore[untyped-decorator]
+@app.task(name="workers.tasks.seal_audit_trail", queue="maintenance")  # type: ignore[untyped-decorator]
 def seal_audit_trail() -> int:
     """Seal the audit trail's closed hours (tamper evidence)."""
     key = settings.audit_signing_key.get_secret_value().encode()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from amrutam.jsonutil import dumps, json_value
+
+# Puts a task on a queue: (task name, args, queue). The worker passes Celery's send_task.
+Publish = Callable[[str, list[Any], str], None]
 
 
 async def bury(

@@ -9,8 +9,11 @@ scaling policy needs, and what a count of the list alone misses.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from redis.asyncio import Redis
+
+from amrutam.infra.deadletters import Publish
 
 # kombu's Redis transport spreads priorities over keys "<queue>", "<queue>\x06\x163", ...
 _PRIORITY_SUFFIXES = ["", *[f"\x06\x16{p}" for p in (3, 6, 9)]]
@@ -34,3 +37,15 @@ async def queue_depth(redis: Redis, queues: list[str]) -> dict[str, int]:
         if routing_key in depth:
             depth[routing_key] += 1
     return depth
+
+
+def publisher(broker_url: str) -> Publish:
+    """Publish tasks by name to the broker, from outside a worker (the CLI)."""
+    from celery import Celery
+
+    app = Celery("amrutam-publisher", broker=broker_url)
+
+    def publish(task_name: str, args: list[Any], queue: str) -> None:
+        app.send_task(task_name, args=args, queue=queue)
+
+    return publish

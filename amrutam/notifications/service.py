@@ -14,8 +14,13 @@ from typing import Any
 
 import asyncpg
 
+from amrutam.audit.actions import Action
 from amrutam.audit.log import SYSTEM, record
+from amrutam.infra import deadletters
 from amrutam.notifications.providers import Message, Provider
+
+# The Celery task that delivers one notification (its only argument: the notification id).
+DELIVERY_TASK = "workers.tasks.deliver_notification"
 
 # event type -> (notification kind, payload key of the recipient)
 EVENT_NOTIFICATIONS: dict[str, list[tuple[str, str]]] = {
@@ -115,7 +120,7 @@ async def mark_no_shows(conn: asyncpg.Connection, grace: timedelta = timedelta(m
             grace,
         )
         for row in rows:
-            await record(conn, SYSTEM, "appointment.no_show", "appointment", row["id"])
+            await record(conn, SYSTEM, Action.APPOINTMENT_NO_SHOW, "appointment", row["id"])
     return len(rows)
 
 
@@ -185,3 +190,31 @@ async def note_failure(
         error,
         final,
     )
+
+
+async def bury(
+    conn: asyncpg.Connection, task_name: str, queue: str, args: list[Any], error: str
+) -> None:
+    """A task failed for good: into the dead-letter store; a delivery's row is marked failed."""
+    async with conn.transaction():
+        await deadletters.bury(conn, task_name, queue, args, error)
+        if task_name == DELIVERY_TASK and args:
+            await note_failure(conn, args[0], error, final=True)
+
+
+async def requeue_dead(
+    conn: asyncpg.Connection, ids: list[uuid.UUID] | None, publish: deadletters.Publish
+) -> int:
+    """Dead tasks back on their queues; a failed delivery's row becomes pending again."""
+    async with conn.transaction():
+        rows = await deadletters.take_for_retry(conn, ids)
+        for row in rows:
+            if row["task_name"] == DELIVERY_TASK and row["args"]:
+                await conn.execute(
+                    "UPDATE notifications SET status = 'pending' WHERE id = $1 "
+                    "AND status = 'failed'",
+                    uuid.UUID(row["args"][0]),
+                )
+    for row in rows:  # after the commit: a task never runs before its row is pending
+        publish(row["task_name"], row["args"], row["queue"])
+    return len(rows)
