@@ -16,7 +16,7 @@ import kopf
 from amrutam.audit import partitions
 from amrutam.infra.db import libpq_dsn
 from amrutam_operator import conditions, kube, metrics
-from amrutam_operator.config import GROUP, VERSION, backoff, settings
+from amrutam_operator.config import GROUP, VERSION, settings
 
 KIND = "AuditPartitionPolicy"
 CONNECT_TIMEOUT_S = 10
@@ -69,6 +69,7 @@ async def reconcile(
     meta: kopf.Meta,
     body: kopf.Body,
     patch: kopf.Patch,
+    memo: kopf.Memo,
     namespace: str | None,
     name: str,
     **kwargs: Any,
@@ -83,17 +84,19 @@ async def reconcile(
         dsn = await kube.secret_value(namespace or "default", spec["databaseSecretRef"])
         report, state = await _maintain(dsn, spec)
     except (kube.MissingReference, OSError, asyncpg.PostgresError, ValueError) as exc:
-        message = f"{type(exc).__name__}: {exc}"
         reason = "SecretUnusable" if isinstance(exc, kube.MissingReference) else "MaintenanceFailed"
-        patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = conditions.merged(
-            status.get("conditions"),
-            [conditions.condition("Ready", False, reason, message)],
-            generation,
+        conditions.fail(
+            patch,
+            status,
+            body,
+            memo,
+            kind=KIND,
+            reason=reason,
+            exc=exc,
+            generation=generation,
+            retry=int(kwargs.get("retry", 0)),
         )
-        kopf.warn(body, reason=reason, message=message)
-        metrics.failed(KIND)
-        raise kopf.TemporaryError(message, delay=backoff(int(kwargs.get("retry", 0)))) from exc
+    conditions.recovered(memo)
 
     horizon_ok, horizon_msg = _horizon_met(spec, state["horizon"])
     default_rows = state["defaultPartitionRows"]

@@ -26,137 +26,25 @@ from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
 from amrutam.infra.db import libpq_dsn
 from amrutam_operator import conditions, kube, metrics
-from amrutam_operator.config import GROUP, VERSION, backoff, settings
+from amrutam_operator.config import GROUP, VERSION, settings
+from amrutam_operator.manifests import (
+    LABEL,
+    PGBACKREST_TYPE,
+    TYPE_LABEL,
+    backup_job_spec,
+    cronjob,
+)
 
 KIND = "BackupSchedule"
-LABEL = "platform.amrutam.io/backup-schedule"
-TYPE_LABEL = "platform.amrutam.io/backup-type"
 BACKUP_NOW = "platform.amrutam.io/backup-now"
 BACKUP_TYPE = "platform.amrutam.io/backup-type"
 DIGEST = "platform.amrutam.io/spec-digest"
-PGBACKREST_TYPE = {"full": "full", "differential": "diff", "incremental": "incr"}
 # A backup of a type satisfies its own schedule and every schedule below it.
 SATISFIES = {
     "full": {"full"},
     "differential": {"full", "differential"},
     "incremental": {"full", "differential", "incremental"},
 }
-CONFIG_DIR = "/etc/pgbackrest"
-# After an outage the CronJob controller starts the most recent missed run only, and only
-# within this long after it was due: one catch-up run, never a burst.
-CATCH_UP_S = 6 * 3600
-
-
-def job_pod(
-    name: str,
-    spec: Mapping[str, Any],
-    command: list[str],
-    extra_volumes: list[dict[str, Any]] | None = None,
-    extra_mounts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    env: list[dict[str, Any]] = [
-        {"name": "PGBACKREST_CONFIG", "value": f"{CONFIG_DIR}/pgbackrest.conf"},
-        # The root filesystem is read-only: logs and locks go to the pod's emptyDir.
-        {"name": "PGBACKREST_LOG_PATH", "value": "/tmp"},  # noqa: S108
-        {"name": "PGBACKREST_LOCK_PATH", "value": "/tmp"},  # noqa: S108
-    ]
-    s3 = spec["repo"].get("s3")
-    if spec["repo"]["type"] == "s3" and s3:
-        secret = s3["credentialsSecretRef"]["name"]
-        env += [
-            {
-                "name": "PGBACKREST_REPO1_S3_KEY",
-                "valueFrom": {"secretKeyRef": {"name": secret, "key": "key"}},
-            },
-            {
-                "name": "PGBACKREST_REPO1_S3_KEY_SECRET",
-                "valueFrom": {"secretKeyRef": {"name": secret, "key": "secret"}},
-            },
-        ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": spec["configMapRef"]["name"]}},
-        {"name": "tmp", "emptyDir": {}},
-        *(extra_volumes or []),
-    ]
-    mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
-        *(extra_mounts or []),
-    ]
-    if spec.get("tlsSecretRef"):
-        volumes.append(
-            {
-                "name": "tls",
-                "secret": {"secretName": spec["tlsSecretRef"]["name"], "defaultMode": 0o400},
-            }
-        )
-        mounts.append({"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True})
-    return {
-        "metadata": {"labels": {LABEL: name}},
-        "spec": {
-            "restartPolicy": "Never",
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "runAsGroup": 10001,
-                "fsGroup": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "pgbackrest",
-                    "image": spec.get("image") or settings().backup_image,
-                    "command": command,
-                    "env": env,
-                    "volumeMounts": mounts,
-                    "resources": {
-                        "requests": {"cpu": "250m", "memory": "256Mi"},
-                        "limits": {"memory": "1Gi"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-            "volumes": volumes,
-        },
-    }
-
-
-def backup_job_spec(name: str, spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    stanza = spec.get("stanza", "amrutam")
-    command = ["pgbackrest", f"--stanza={stanza}", f"--type={PGBACKREST_TYPE[kind]}", "backup"]
-    return {
-        "backoffLimit": 1,
-        # A backup that runs longer is failed, not left hanging.
-        "activeDeadlineSeconds": int(spec.get("jobDeadlineSeconds", 7200)),
-        "ttlSecondsAfterFinished": 7 * 86400,
-        "template": job_pod(name, spec, command),
-    }
-
-
-def cronjob(name: str, spec: Mapping[str, Any], kind: str, schedule: str) -> dict[str, Any]:
-    labels = {LABEL: name, TYPE_LABEL: kind, "app.kubernetes.io/managed-by": "amrutam-operator"}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": f"{name}-{kind}", "labels": labels},
-        "spec": {
-            "schedule": schedule,
-            "timeZone": "Etc/UTC",
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": CATCH_UP_S,
-            "suspend": bool(spec.get("suspend", False)),
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": labels},
-                "spec": backup_job_spec(name, spec, kind),
-            },
-        },
-    }
 
 
 async def reconcile_cronjobs(
@@ -348,13 +236,18 @@ async def reconcile(
         archiver = await _archiver(namespace, spec)
         failure = _last_failure(await kube.jobs(namespace, {LABEL: name}))
     except (kube.MissingReference, BackupError, OSError, asyncpg.PostgresError) as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        patch.status["conditions"] = conditions.merged(
-            old, [conditions.condition("Ready", False, "RepositoryUnreadable", message)], generation
+        conditions.fail(
+            patch,
+            status,
+            body,
+            memo,
+            kind=KIND,
+            reason="RepositoryUnreadable",
+            exc=exc,
+            generation=generation,
+            retry=int(kwargs.get("retry", 0)),
         )
-        kopf.warn(body, reason="RepositoryUnreadable", message=message)
-        metrics.failed(KIND)
-        raise kopf.TemporaryError(message, delay=backoff(int(kwargs.get("retry", 0)))) from exc
+    conditions.recovered(memo)
 
     now = datetime.now(UTC)
     created = datetime.fromisoformat(

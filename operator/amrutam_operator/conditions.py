@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
+
+from amrutam_operator import metrics
+from amrutam_operator.config import backoff
 
 
 def now_iso() -> str:
@@ -57,3 +60,32 @@ def warn_once(
     if failing and not memo.get(key):
         kopf.warn(body, reason=reason, message=message)
     memo[key] = failing
+
+
+def fail(
+    patch: kopf.Patch,
+    status: kopf.Status,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    *,
+    kind: str,
+    reason: str,
+    exc: Exception,
+    generation: int | None,
+    retry: int,
+) -> NoReturn:
+    """The one failure path of a reconcile: ``Ready=False`` with the reason, one Warning
+    per spell of failure, the failure metric, and a retry after our backoff."""
+    message = f"{type(exc).__name__}: {exc}"
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = merged(
+        status.get("conditions"), [condition("Ready", False, reason, message)], generation
+    )
+    warn_once(memo, "not_ready", True, body, reason, message)
+    metrics.failed(kind)
+    raise kopf.TemporaryError(message, delay=backoff(retry)) from exc
+
+
+def recovered(memo: kopf.Memo) -> None:
+    """The reconcile succeeded: the next failure starts a new spell (and warns again)."""
+    memo["not_ready"] = False

@@ -7,21 +7,15 @@ restore is retried by editing the resource.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import kopf
 
 from amrutam.backups.status import Window, iso
-from amrutam_operator import backups, conditions, kube, metrics
+from amrutam_operator import conditions, kube, manifests, metrics
 from amrutam_operator.config import GROUP, VERSION, settings
 
 KIND = "PointInTimeRestore"
-MOUNT = "/var/lib/postgresql/restore"
-
-
-def _parse(moment: str) -> datetime:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
 def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | None:
@@ -33,62 +27,14 @@ def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | No
         return "the BackupSchedule reports no recovery window yet (no backups?)"
     if target.get("latest"):
         return None
-    moment = _parse(target["time"])
-    known = Window(_parse(window["from"]), _parse(window["to"]))
+    moment = manifests.parse_time(target["time"])
+    known = Window(manifests.parse_time(window["from"]), manifests.parse_time(window["to"]))
     if not known.contains(moment):
         return (
             f"target {iso(moment)} is outside the recovery window "
             f"{iso(known.start)} .. {iso(known.end)}"
         )
     return None
-
-
-def restore_job(
-    name: str, generation: int, spec: dict[str, Any], schedule: dict[str, Any]
-) -> dict[str, Any]:
-    target, claim = spec["target"], spec["into"]["persistentVolumeClaim"]
-    source = schedule["spec"]
-    command = [
-        "pgbackrest",
-        f"--stanza={source.get('stanza', 'amrutam')}",
-        f"--pg1-path={MOUNT}/pgdata",
-    ]
-    if not target.get("latest"):
-        moment = _parse(target["time"]).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        command += ["--type=time", f"--target={moment}", "--target-action=promote"]
-    command.append("restore")
-    pod = backups.job_pod(
-        name,
-        source,
-        command,
-        extra_volumes=[{"name": "restore", "persistentVolumeClaim": {"claimName": claim["name"]}}],
-        extra_mounts=[{"name": "restore", "mountPath": MOUNT}],
-    )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": f"{name}-restore-g{generation}",
-            "labels": {"platform.amrutam.io/restore": name},
-        },
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 6 * 3600, "template": pod},
-    }
-
-
-def _pvc(spec: dict[str, Any]) -> dict[str, Any]:
-    claim = spec["into"]["persistentVolumeClaim"]
-    body: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim["name"]},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": claim["storage"]}},
-        },
-    }
-    if claim.get("storageClassName"):
-        body["spec"]["storageClassName"] = claim["storageClassName"]
-    return body
 
 
 def _finished(job: dict[str, Any] | None) -> tuple[str, str] | None:
@@ -134,8 +80,8 @@ async def reconcile(
             kopf.warn(body, reason="RestoreRefused", message=why or "")
             metrics.failed(KIND)
             return
-        job = restore_job(name, generation, dict(spec), schedule)
-        claim = _pvc(dict(spec))
+        job = manifests.restore_job(name, generation, dict(spec), schedule)
+        claim = manifests.restore_pvc(dict(spec))
         kopf.adopt(job, owner=body)
         await kube.ensure_pvc(namespace, claim)
         await kube.create_job(namespace, job)
