@@ -25,6 +25,15 @@ def _prepare_metrics_dir() -> None:
     path.mkdir(parents=True)
 
 
+def _serve_metrics(port: int) -> None:
+    """Every worker process's metrics, summed, from the main process on their own port."""
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, registry=registry)
+
+
 def main() -> None:
     _prepare_metrics_dir()
     from sanic import Sanic
@@ -37,6 +46,8 @@ def main() -> None:
     settings = get_settings()
     if port_in_use(settings.port, settings.host):
         sys.exit(f"port {settings.port} on {settings.host} is already in use (AMRUTAM_PORT)")
+    if settings.metrics_port:
+        _serve_metrics(settings.metrics_port)
     loader = AppLoader(factory=create_app)
     app = loader.load()
     app.prepare(

@@ -264,14 +264,30 @@ def test_network_policies_select_the_pods_they_mean() -> None:
 
     everything = {"api", "worker", "beat", "operator", "migrate"}
     assert selected("default-deny") == everything
-    assert selected("egress") == everything
-    assert selected("api-ingress") == {"api"}
-    assert selected("metrics-ingress") == {"worker", "operator"}
-    # Only the ingress controller's namespace (and Prometheus) may open the API port.
-    sources = policies["api-ingress"]["spec"]["ingress"][0]["from"]
-    assert sources[0]["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+    for component in everything:
+        assert selected(f"egress-{component}") == {component}
+    # F26: the API reaches only PostgreSQL and Redis; only the operator the Kubernetes API.
+    egress_ports = {
+        name.removeprefix("egress-"): {
+            p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]
+        }
+        - {53}
+        for name, policy in policies.items()
+        if name.startswith("egress-")
     }
+    assert egress_ports["api"] == {5432, 6379}
+    assert {c for c, ports in egress_ports.items() if ports & {443, 6443}} == {"operator"}
+    assert selected("api-ingress") == {"api"}
+    assert selected("metrics-ingress") == {"api", "worker", "operator"}
+    # Only the ingress controller may open the API port (F26: a monitoring pod could
+    # otherwise claim any X-Forwarded-For); Prometheus reaches the metrics ports only.
+    (rule,) = policies["api-ingress"]["spec"]["ingress"]
+    assert [s["namespaceSelector"] for s in rule["from"]] == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+    ]
+    assert [p["port"] for p in rule["ports"]] == [8000]
+    (scrape,) = policies["metrics-ingress"]["spec"]["ingress"]
+    assert 8000 not in {p["port"] for p in scrape["ports"]}
     # The Services route to the same pods.
     for service in of_kind(docs, "Service"):
         chosen = {
@@ -290,8 +306,8 @@ def test_production_values_use_the_existing_secret_and_tls() -> None:
         {"hosts": ["api.amrutam.health"], "secretName": "amrutam-api-tls"}
     ]
     api = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "amrutam-api")
-    refs = api["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    assert {"secretRef": {"name": "amrutam-env"}} in refs
+    env = api["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {"amrutam-env"}
     (schedule,) = of_kind(docs, "BackupSchedule")
     assert schedule["spec"]["repo"]["s3"]["credentialsSecretRef"] == {"name": "amrutam-backup-s3"}
 
@@ -436,3 +452,26 @@ def test_in_cluster_postgresql_runs_the_pgbackrest_tls_arrangement() -> None:
         "postgresql",
         "pgbackrest-repo",
     }
+
+
+def test_the_api_never_receives_the_administrators_database_url() -> None:
+    """F14: the owner's URL would let the API bypass the audit trail's privileges."""
+    for values in ({}, PRODUCTION):
+        docs = render(values)
+        api = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+        (container,) = api["spec"]["template"]["spec"]["containers"]
+        assert not [ref for ref in container.get("envFrom", []) if "secretRef" in ref]
+        keys = {e["valueFrom"]["secretKeyRef"]["key"] for e in container["env"] if "valueFrom" in e}
+        assert "AMRUTAM_DATABASE_URL" in keys
+        assert not keys & {
+            "AMRUTAM_DATABASE_ADMIN_URL",
+            "AMRUTAM_APP_ROLE_PASSWORD",
+            "POSTGRES_PASSWORD",
+        }
+
+
+def test_the_ingress_publishes_the_api_but_not_metrics_or_probes() -> None:
+    """F23: /metrics and the probes are for the cluster, not the internet."""
+    (ingress,) = of_kind(render(PRODUCTION), "Ingress")
+    paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+    assert paths == {"/v1", "/docs", "/openapi.json"}

@@ -37,6 +37,17 @@ app.kubernetes.io/component: {{ .component }}
     name: {{ include "amrutam.secretName" . }}
 {{- end -}}
 
+{{- /* The API's secrets, one by one: it never receives the administrator's database URL
+(which may bypass the append-only audit trail's privileges) or role passwords. */}}
+{{- define "amrutam.apiSecretEnv" -}}
+{{- $secret := include "amrutam.secretName" . }}
+{{- range list "AMRUTAM_DATABASE_URL" "AMRUTAM_REDIS_URL" "AMRUTAM_JWT_SECRET" "AMRUTAM_AUDIT_SIGNING_KEY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef: {name: {{ $secret }}, key: {{ . }}}
+{{- end }}
+{{- end -}}
+
 {{- define "amrutam.podSecurity" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
