@@ -33,6 +33,8 @@ class OperatorSettings(BaseSettings):
     backup_image: str = "ghcr.io/amrutam/amrutam:latest"
     backup_status_interval_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9810, ge=0, le=65535, description="0 turns the endpoint off")
+    # Threads for blocking calls (Kubernetes client, pgBackRest, Celery control).
+    blocking_threads: int = Field(32, ge=4)
 
 
 @lru_cache

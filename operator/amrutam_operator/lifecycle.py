@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -12,8 +14,14 @@ from amrutam_operator import config
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     conf = config.settings()
+    # The Kubernetes client, pgBackRest and Celery's control calls block: they run on
+    # threads. Enough of them that a slow repository or broker (pgbackrest info waits for
+    # its timeouts) cannot leave the scaling policies waiting for a free thread.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=conf.blocking_threads, thread_name_prefix="operator-io")
+    )
     # One active operator: peers pause while a higher-priority one runs (kopf peering).
     settings.peering.name = conf.peering_name
     settings.peering.standalone = conf.standalone
