@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(2, ge=1)
+    # /metrics on a port of its own (0: only on the API port), so that Prometheus needs no
+    # access to the API port in the cluster.
+    metrics_port: int = Field(0, ge=0, le=65535)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: int = Field(0, ge=0, description="proxies whose X-Forwarded-For is trusted")
 
@@ -62,6 +65,9 @@ class Settings(BaseSettings):
     rate_limit_login_account: str = "5/15 minutes"
     rate_limit_login_account_total: str = "50/15 minutes"
     slot_lock_ttl_ms: int = Field(5000, ge=1, description="Redis lock per slot while booking")
+    # Upcoming bookings one patient may hold, in all and with one doctor (slot hoarding).
+    max_open_bookings: int = Field(10, ge=1)
+    max_open_bookings_per_doctor: int = Field(3, ge=1)
     idempotency_ttl_s: int = 24 * 3600
     idempotency_lock_s: int = Field(60, ge=1, description="how long an in-flight key blocks")
 

@@ -20,7 +20,8 @@ from amrutam.infra.idempotency import IdempotencyStore
 from amrutam.infra.logs import configure_logging
 from amrutam.infra.ratelimit import RateLimiter
 from amrutam.infra.redis_client import create_redis
-from amrutam.scheduling.service import Scheduling
+from amrutam.scheduling.availability import Availability
+from amrutam.scheduling.service import BookingLimits, Scheduling
 from amrutam.settings import Settings, get_settings
 from api import middleware
 from api.context import Policies, Services
@@ -83,7 +84,14 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
             auth=Accounts(db, settings, LoginThrottle.from_settings(limiter, settings)),
             cache=cache,
             doctors=DoctorDirectory(db, cache),
-            scheduling=Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
+            availability=Availability(db, cache),
+            scheduling=Scheduling(
+                db,
+                cache,
+                redis,
+                settings.slot_lock_ttl_ms,
+                BookingLimits(settings.max_open_bookings, settings.max_open_bookings_per_doctor),
+            ),
             consultations=Consultations(db),
             audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )

@@ -14,6 +14,7 @@ from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.idempotency import IdempotencyStore
 from amrutam.infra.ratelimit import Policy, RateLimiter
+from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
 
@@ -42,6 +43,7 @@ class Services:
     auth: Accounts
     cache: Cache
     doctors: DoctorDirectory
+    availability: Availability
     scheduling: Scheduling
     consultations: Consultations
     audit: AuditTrail

@@ -23,7 +23,9 @@ def principal(request: Request) -> Principal:
     """The authenticated caller; 401 when the request carries no valid token."""
     found: Principal | None = getattr(request.ctx, "principal", None)
     if found is None:
-        raise AuthenticationFailed("a valid bearer token is required")
+        raise getattr(request.ctx, "auth_error", None) or AuthenticationFailed(
+            "a valid bearer token is required"
+        )
     return found
 
 
@@ -33,8 +35,9 @@ def actor(request: Request) -> Actor:
     return Actor(
         user_id=who.user_id if who else None,
         role=who.role if who else None,
-        request_id=getattr(request.ctx, "request_id", None),
+        request_id=getattr(request.ctx, "server_request_id", None),
         ip=request.client_ip or None,
+        client_request_id=getattr(request.ctx, "client_request_id", None),
     )
 
 

@@ -28,8 +28,10 @@ from api.problems import BadRequest
 log = get_logger("api.access")
 
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
-_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
 _REPLAYED_HEADERS = ("content-type", "location")
+# Metric labels: a client-chosen method must not create a new series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def services(request: Request) -> Services:
@@ -44,10 +46,16 @@ def install(app: Sanic[Any, Any]) -> None:
 async def _before(request: Request) -> HTTPResponse | None:
     ctx = request.ctx
     ctx.started = time.perf_counter()
+    # The server names every request itself (the audit trail's request_id); a client's
+    # own X-Request-ID is echoed and kept beside it for correlation, never in its place.
+    ctx.server_request_id = uuid.uuid4().hex
     incoming = request.headers.get("x-request-id", "")
-    ctx.request_id = incoming[:128] if _VISIBLE_ASCII.match(incoming) else uuid.uuid4().hex
+    ctx.client_request_id = incoming if _VISIBLE_ASCII.fullmatch(incoming[:128]) else None
+    ctx.request_id = ctx.client_request_id or ctx.server_request_id
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
+    structlog.contextvars.bind_contextvars(
+        request_id=ctx.request_id, server_request_id=ctx.server_request_id
+    )
     IN_FLIGHT.inc()
     ctx.in_flight = True
 
@@ -58,14 +66,21 @@ async def _before(request: Request) -> HTTPResponse | None:
 
 
 def _authenticate(request: Request) -> None:
-    request.ctx.principal = None
+    """Who is calling. A bad or expired token makes the caller anonymous here; the
+    error is kept for the routes that need a caller (``guards.principal`` raises it), so
+    a stale header neither blocks public routes nor escapes the anonymous rate limit."""
+    request.ctx.principal, request.ctx.auth_error = None, None
     header = request.headers.get("authorization")
     if header is None:
         return
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationFailed("use the Authorization: Bearer <access token> header")
-    principal = services(request).auth.access_tokens.verify(token.strip())
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed("use the Authorization: Bearer <access token> header")
+        principal = services(request).auth.access_tokens.verify(token.strip())
+    except AuthenticationFailed as exc:
+        request.ctx.auth_error = exc
+        return
     request.ctx.principal = principal
     structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
 
@@ -98,12 +113,15 @@ async def _idempotency_claim(request: Request) -> HTTPResponse | None:
     request.ctx.idempotency = None
     if request.method not in ("POST", "PUT", "PATCH") or request.route is None:
         return None
+    mode = getattr(request.route.ctx, "idempotency", None)
+    if mode == "never":  # responses that carry tokens are never stored for replay
+        return None
     key = request.headers.get("idempotency-key")
     if key is None:
-        if getattr(request.route.ctx, "idempotency", None) == "required":
+        if mode == "required":
             raise BadRequest("this request needs an Idempotency-Key header")
         return None
-    if not _VISIBLE_ASCII.match(key):
+    if not _VISIBLE_ASCII.fullmatch(key):
         raise BadRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
     scope, print_ = _caller_scope(request), fingerprint(request.method, request.path, request.body)
     store = services(request).idempotency
@@ -139,8 +157,9 @@ async def record_idempotency(request: Request, response: HTTPResponse) -> None:
     scope, key, print_ = claimed
     store = services(request).idempotency
     try:
-        # Server errors and throttling are not results: let the client retry them.
-        if response.status >= 500 or response.status == 429:
+        # Only successes are results worth replaying: a refusal (4xx) is decided again on
+        # retry, and storing it would let a large invalid body fill Redis for a day.
+        if response.status >= 400:
             await store.abandon(scope, key)
         else:
             headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
@@ -167,19 +186,32 @@ def _rate_limit_headers(request: Request, response: HTTPResponse) -> None:
         response.headers.setdefault("Retry-After", str(decision.reset_in))
 
 
+def _protective_headers(request: Request, response: HTTPResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Tokens and anything read with a caller's credentials are never stored by a cache
+    # (RFC 6749 5.1); the public directory (search, profiles, open slots) may be.
+    personal = request.headers.get("authorization") is not None or request.path.startswith(
+        "/v1/auth/"
+    )
+    if personal or response.status >= 400:
+        response.headers["Cache-Control"] = "no-store"
+
+
 async def _after(request: Request, response: HTTPResponse) -> None:
     ctx = request.ctx
     await record_idempotency(request, response)
     _rate_limit_headers(request, response)
     request_id = getattr(ctx, "request_id", None) or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
+    _protective_headers(request, response)
 
     route = "/" + request.route.path if request.route else "<unmatched>"
     started = getattr(ctx, "started", None)
     elapsed = time.perf_counter() - started if started is not None else 0.0
     status = str(response.status)
-    REQUESTS.labels(request.method, route, status).inc()
-    LATENCY.labels(request.method, route, status).observe(elapsed)
+    method = request.method if request.method in _METHODS else "OTHER"
+    REQUESTS.labels(method, route, status).inc()
+    LATENCY.labels(method, route, status).observe(elapsed)
     if getattr(ctx, "in_flight", False):
         IN_FLIGHT.dec()
         ctx.in_flight = False

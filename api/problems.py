@@ -22,6 +22,7 @@ log = get_logger("api.errors")
 
 PROBLEM_TYPE_BASE = "https://amrutam.io/problems/"
 CONTENT_TYPE = "application/problem+json"
+MAX_FIELD_ERRORS = 20
 
 _DOMAIN_STATUS: list[tuple[type[errors.AmrutamError], int]] = [
     (errors.NotFound, 404),
@@ -68,8 +69,10 @@ def problem(
         "instance": request.path if request is not None else None,
         "request_id": getattr(request.ctx, "request_id", None) if request is not None else None,
     }
-    if field_errors is not None:
-        body["errors"] = [{"field": e.field, "message": e.message} for e in field_errors]
+    if field_errors is not None:  # the first few: a huge invalid body gets a small answer
+        body["errors"] = [
+            {"field": e.field, "message": e.message} for e in field_errors[:MAX_FIELD_ERRORS]
+        ]
     body.update(extra or {})
     return HTTPResponse(
         orjson.dumps(body), status=status, headers=headers, content_type=CONTENT_TYPE
@@ -92,6 +95,14 @@ def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, _UNAVAILABLE)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """PostgreSQL refused a value (class 22: out of range, bad encoding, ...)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        exc = exc.orig or exc
+        exc = getattr(exc, "__cause__", None) or exc
+    return isinstance(exc, asyncpg.DataError)
 
 
 def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
@@ -119,6 +130,10 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
         return problem(request, status, detail, headers=dict(exc.headers or {}))
     if isinstance(exc, asyncio.CancelledError):  # the client went away; nobody reads this
         return problem(request, 503, "the request was cancelled")
+    if _is_data_error(exc):
+        # A backstop: input validation should have refused the value already.
+        log.warning("request.data_error", error=type(exc).__name__)
+        return problem(request, 422, "a value in the request cannot be stored or compared")
     if _is_unavailable(exc):
         log.warning("request.dependency_unavailable", error=repr(exc))
         return problem(

@@ -1,4 +1,8 @@
-"""Turn request bodies and query strings into validated models, or a clear 4xx."""
+"""Turn request bodies and query strings into validated models, or a clear 4xx.
+
+The one door every input passes: the models must be ``amrutam.inputs.Input`` subclasses,
+whose base checks (no NUL, dates in range, no unknown field) every field inherits.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from pydantic import BaseModel, ValidationError
 from sanic import Request
 
 from amrutam.errors import FieldError, InvalidInput
+from amrutam.inputs import Input
 from api.problems import BadRequest
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=Input)
 
 
 def _field_errors(exc: ValidationError) -> list[FieldError]:
@@ -35,6 +40,7 @@ def parse_body(request: Request, model: type[M]) -> M:
 
 
 def validate(model: type[M], data: Any) -> M:
+    _check_input_model(model)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -42,9 +48,25 @@ def validate(model: type[M], data: Any) -> M:
 
 
 def parse_query(request: Request, model: type[M], lists: frozenset[str] = frozenset()) -> M:
-    """Query parameters; names in ``lists`` keep every value, others the last one."""
-    data = {key: (values if key in lists else values[-1]) for key, values in request.args.items()}
+    """Query parameters; names in ``lists`` keep every value, others must come once.
+
+    Blank values are kept (``limit=`` is an invalid limit, not a missing one).
+    """
+    _check_input_model(model)
+    args = request.get_args(keep_blank_values=True)
+    repeated = [key for key, values in args.items() if len(values) > 1 and key not in lists]
+    if repeated:
+        raise InvalidInput(
+            "the query string is invalid",
+            [FieldError(key, "give this parameter once") for key in sorted(repeated)],
+        )
+    data = {key: (values if key in lists else values[0]) for key, values in args.items()}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput("the query string is invalid", _field_errors(exc)) from exc
+
+
+def _check_input_model(model: type[BaseModel]) -> None:
+    if not issubclass(model, Input):
+        raise TypeError(f"{model.__name__} must derive from amrutam.inputs.Input")

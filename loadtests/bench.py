@@ -243,6 +243,9 @@ def main() -> None:
         "AMRUTAM_RATE_LIMIT_USER": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",
+        # One bench patient books every slot: no hoarding cap here.
+        "AMRUTAM_MAX_OPEN_BOOKINGS": "1000000",
+        "AMRUTAM_MAX_OPEN_BOOKINGS_PER_DOCTOR": "1000000",
     }
     api = subprocess.Popen(_taskset(0, [sys.executable, "-m", "api"]), cwd=ROOT, env=env)
     bare = None

@@ -55,6 +55,9 @@ def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, st
         "AMRUTAM_RATE_LIMIT_USER": "100000/minute",
         "AMRUTAM_RATE_LIMIT_LOGIN_IP": "100000/minute",
         "AMRUTAM_RATE_LIMIT_LOGIN_ACCOUNT": "10/minute",
+        # Suites book many slots as one patient; the caps have their own test server.
+        "AMRUTAM_MAX_OPEN_BOOKINGS": "100000",
+        "AMRUTAM_MAX_OPEN_BOOKINGS_PER_DOCTOR": "100000",
         "AMRUTAM_MAX_BODY_BYTES": "65536",
         "AMRUTAM_LOG_LEVEL": "WARNING",
     }

@@ -30,8 +30,9 @@ class Actor:
 
     user_id: uuid.UUID | None
     role: str | None
-    request_id: str | None = None
+    request_id: str | None = None  # the server's id for the request
     ip: str | None = None
+    client_request_id: str | None = None  # the caller's X-Request-ID, kept in the detail
 
 
 SYSTEM = Actor(user_id=None, role="system")
@@ -111,7 +112,11 @@ async def record(
         entity_id=str(entity_id) if entity_id is not None else None,
         request_id=actor.request_id,
         ip=actor.ip,
-        detail=canonical_detail(detail),
+        detail=canonical_detail(
+            {**(detail or {}), "client_request_id": actor.client_request_id}
+            if actor.client_request_id
+            else detail
+        ),
     )
     await conn.execute(INSERT, *entry.row())
 

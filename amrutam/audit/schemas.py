@@ -6,29 +6,26 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from amrutam.inputs import Input, Instant
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 
-class AuditQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
+class AuditQuery(Input):
     actor_id: uuid.UUID | None = None
     action: str | None = Field(default=None, max_length=64)
     entity_type: str | None = Field(default=None, max_length=32)
     entity_id: str | None = Field(default=None, max_length=64)
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=500)
 
 
-class VerifyQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+class VerifyQuery(Input):
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
 
 
 class AuditEntryOut(BaseModel):

@@ -6,16 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from zxcvbn import zxcvbn
+
+from amrutam.inputs import Input
 
 PASSWORD_MIN = 10
+# zxcvbn's scale: 0-1 fall to fewer than a million guesses (common or patterned).
+MIN_PASSWORD_SCORE = 2
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class _ByEmail(_Input):
+class _ByEmail(Input):
     """Accounts are found by their email, compared in lower case."""
 
     email: EmailStr = Field(max_length=320)
@@ -32,6 +33,16 @@ class NewAccount(_ByEmail):
     password: str = Field(min_length=PASSWORD_MIN, max_length=256)
     full_name: str = Field(min_length=1, max_length=200)
 
+    @model_validator(mode="after")
+    def _not_guessable(self) -> NewAccount:
+        # NIST 800-63B: refuse common and easily guessed passwords rather than impose
+        # composition rules. zxcvbn ships its lists (no network); its cost grows with
+        # length, so the first 64 characters decide.
+        strength = zxcvbn(self.password[:64], user_inputs=[self.email, self.full_name])
+        if strength["score"] < MIN_PASSWORD_SCORE:
+            raise ValueError("this password is too common or too easy to guess")
+        return self
+
 
 class Registration(NewAccount):
     role: Literal["patient", "doctor"]
@@ -42,7 +53,7 @@ class Credentials(_ByEmail):
     password: str = Field(min_length=1, max_length=256)
 
 
-class RefreshRequest(_Input):
+class RefreshRequest(Input):
     refresh_token: str = Field(min_length=16, max_length=256)
 
 

@@ -217,4 +217,4 @@ async def purge_expired_tokens(conn: asyncpg.Connection, *, older_than: timedelt
 
 def _as(user: User, actor: Actor) -> Actor:
     """The request's actor, now known to be this user."""
-    return Actor(user.id, user.role, actor.request_id, actor.ip)
+    return Actor(user.id, user.role, actor.request_id, actor.ip, actor.client_request_id)

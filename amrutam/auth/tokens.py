@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 import jwt
 
+from amrutam.auth.models import Role
 from amrutam.errors import AuthenticationFailed
 from amrutam.settings import Settings
+
+ROLES = frozenset(role.value for role in Role)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +66,19 @@ class AccessTokens:
                 issuer=self._issuer,
                 options={"require": ["sub", "exp", "iat", "role"]},
             )
-            family = claims.get("fam")
+            family, role = claims.get("fam"), claims["role"]
+            if role not in ROLES or not isinstance(claims["sub"], str):
+                raise ValueError("unknown role or subject")
+            if family is not None and not isinstance(family, str):
+                raise ValueError("the family claim is not a string")
             return Principal(
                 user_id=uuid.UUID(claims["sub"]),
-                role=str(claims["role"]),
+                role=role,
                 family_id=uuid.UUID(family) if family else None,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationFailed("access token expired") from exc
-        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
             raise AuthenticationFailed("invalid access token") from exc
 
 

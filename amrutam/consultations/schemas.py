@@ -6,21 +6,18 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from amrutam.inputs import Input
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CompleteIn(_Input):
+class CompleteIn(Input):
     notes: str = Field(min_length=1, max_length=20_000)
     diagnosis: str | None = Field(default=None, max_length=2000)
 
 
-class PrescriptionItem(_Input):
+class PrescriptionItem(Input):
     medicine: str = Field(min_length=1, max_length=200)
     dosage: str = Field(min_length=1, max_length=100)
     frequency: str = Field(min_length=1, max_length=100)
@@ -28,7 +25,7 @@ class PrescriptionItem(_Input):
     instructions: str | None = Field(default=None, max_length=1000)
 
 
-class PrescriptionIn(_Input):
+class PrescriptionIn(Input):
     items: list[PrescriptionItem] = Field(min_length=1, max_length=50)
     notes: str | None = Field(default=None, max_length=4000)
 
@@ -60,6 +57,6 @@ class PrescriptionPage(BaseModel):
     next_cursor: str | None
 
 
-class PageQuery(_Input):
+class PageQuery(Input):
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=500)

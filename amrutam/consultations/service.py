@@ -7,6 +7,8 @@ allowed to see it and never written to logs or to audit details.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -15,7 +17,7 @@ import orjson
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
-from amrutam.errors import Conflict, NotFound
+from amrutam.errors import Conflict, InvalidInput, NotFound
 from amrutam.infra.db import Database
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps, json_value
@@ -25,11 +27,38 @@ _CONSULTATION = (
     "id, appointment_id, doctor_id, patient_id, status, started_at, completed_at, notes, diagnosis"
 )
 _PRESCRIPTION = "id, consultation_id, doctor_id, patient_id, items, notes, issued_at"
+# How long an Idempotency-Key keeps its first answer (the HTTP contract's 24 hours).
+REPLAY_WINDOW = timedelta(hours=24)
 NEWEST_ISSUED = Keyset("issued_at", descending=True)
 
 
 def _prescription(row: asyncpg.Record) -> dict[str, Any]:
     return {**dict(row), "items": json_value(row["items"])}
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    body: bytes
+    created: bool
+
+
+async def _earlier_prescription(
+    conn: asyncpg.Connection, actor: Actor, key: str
+) -> asyncpg.Record | None:
+    """The prescription this doctor issued under ``key`` within the replay window; an
+    older holder of the key gives it up (the contract keeps a key for 24 hours)."""
+    await conn.execute(
+        "UPDATE prescriptions SET idempotency_key = NULL WHERE doctor_id = $1 "
+        "AND idempotency_key = $2 AND issued_at < now() - $3::interval",
+        actor.user_id,
+        key,
+        REPLAY_WINDOW,
+    )
+    return await conn.fetchrow(
+        f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE doctor_id = $1 AND idempotency_key = $2",
+        actor.user_id,
+        key,
+    )
 
 
 def _may_see(actor: Actor, row: asyncpg.Record) -> bool:
@@ -92,8 +121,11 @@ class Consultations:
                 data.notes,
                 data.diagnosis,
             )
+            # Only a booked appointment becomes completed: a visit never revives one that
+            # was cancelled or marked a no-show.
             await conn.execute(
-                "UPDATE appointments SET status = 'completed', updated_at = now() WHERE id = $1",
+                "UPDATE appointments SET status = 'completed', updated_at = now() "
+                "WHERE id = $1 AND status = 'booked'",
                 current["appointment_id"],
             )
             await record(
@@ -106,14 +138,24 @@ class Consultations:
             row = await conn.fetchrow(
                 f"SELECT {_CONSULTATION} FROM consultations WHERE id = $1", consultation_id
             )
-            if row is None or not _may_see(actor, row):
-                raise NotFound("no such consultation")
-            await record(conn, actor, Action.CONSULTATION_VIEWED, "consultation", consultation_id)
+            allowed = row is not None and _may_see(actor, row)
+            # A refused read is recorded too: probing for others' records leaves a trace.
+            action = Action.CONSULTATION_VIEWED if allowed else Action.CONSULTATION_VIEW_DENIED
+            await record(conn, actor, action, "consultation", consultation_id)
+        if row is None or not allowed:
+            raise NotFound("no such consultation")
         return dumps(dict(row))
 
     async def prescribe(
-        self, actor: Actor, consultation_id: uuid.UUID, data: PrescriptionIn
-    ) -> bytes:
+        self,
+        actor: Actor,
+        consultation_id: uuid.UUID,
+        data: PrescriptionIn,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Issued:
+        """Issue a prescription. A retry with the same Idempotency-Key within 24 hours
+        gets the first one back (``created`` False), whether or not Redis saw the key."""
         items = orjson.dumps([item.model_dump() for item in data.items]).decode()
         async with self._db.connection() as conn, conn.transaction():
             consultation = await conn.fetchrow(
@@ -123,15 +165,25 @@ class Consultations:
             )
             if consultation is None:
                 raise NotFound("no such consultation")
+            if idempotency_key is not None:
+                earlier = await _earlier_prescription(conn, actor, idempotency_key)
+                if earlier is not None:
+                    if earlier["consultation_id"] != consultation_id:
+                        raise InvalidInput(
+                            "this Idempotency-Key was already used for a different request"
+                        )
+                    return Issued(dumps(_prescription(earlier)), created=False)
             row = await conn.fetchrow(
                 f"INSERT INTO prescriptions (id, consultation_id, doctor_id, patient_id, items, "
-                f"notes) VALUES ($1, $2, $3, $4, $5::jsonb, $6) RETURNING {_PRESCRIPTION}",
+                f"notes, idempotency_key) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7) "
+                f"RETURNING {_PRESCRIPTION}",
                 uuid.uuid4(),
                 consultation_id,
                 actor.user_id,
                 consultation["patient_id"],
                 items,
                 data.notes,
+                idempotency_key,
             )
             await record(
                 conn,
@@ -151,16 +203,18 @@ class Consultations:
                     "doctor_id": str(row["doctor_id"]),
                 },
             )
-        return dumps(_prescription(row))
+        return Issued(dumps(_prescription(row)), created=True)
 
     async def prescription(self, actor: Actor, prescription_id: uuid.UUID) -> bytes:
         async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE id = $1", prescription_id
             )
-            if row is None or not _may_see(actor, row):
-                raise NotFound("no such prescription")
-            await record(conn, actor, Action.PRESCRIPTION_VIEWED, "prescription", prescription_id)
+            allowed = row is not None and _may_see(actor, row)
+            action = Action.PRESCRIPTION_VIEWED if allowed else Action.PRESCRIPTION_VIEW_DENIED
+            await record(conn, actor, action, "prescription", prescription_id)
+        if row is None or not allowed:
+            raise NotFound("no such prescription")
         return dumps(_prescription(row))
 
     async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:

@@ -16,8 +16,8 @@ from amrutam.doctors.service import DoctorDirectory
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database, create_engine
 from amrutam.infra.redis_client import create_redis
+from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.schemas import WeeklyRule
-from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 
@@ -85,7 +85,7 @@ async def seed_demo(settings: Settings) -> list[DemoAccount]:
     try:
         accounts = Accounts(db, settings)
         doctors = DoctorDirectory(db, cache)
-        scheduling = Scheduling(db, cache, redis, settings.slot_lock_ttl_ms)
+        availability = Availability(db, cache)
         async with db.session() as session:
             existing = {u.email: u.id for u in (await session.exec(select(User))).all()}
         for account in DEMO_ACCOUNTS:
@@ -100,7 +100,7 @@ async def seed_demo(settings: Settings) -> list[DemoAccount]:
         today = utcnow().date()
         for account in DEMO_ACCOUNTS:
             if account.role is Role.doctor:
-                await _doctor(doctors, scheduling, existing[account.email], account, today)
+                await _doctor(doctors, availability, existing[account.email], account, today)
     finally:
         await db.dispose()
         await redis.aclose()
@@ -109,7 +109,7 @@ async def seed_demo(settings: Settings) -> list[DemoAccount]:
 
 async def _doctor(
     doctors: DoctorDirectory,
-    scheduling: Scheduling,
+    availability: Availability,
     user_id: uuid.UUID,
     account: DemoAccount,
     today: date,
@@ -120,7 +120,7 @@ async def _doctor(
             user_id,
             ProfileIn.model_validate({**account.profile, "timezone": DEMO_TIMEZONE}),
         )
-    if not await scheduling.has_future_slots(user_id):
+    if not await availability.has_future_slots(user_id):
         rule = WeeklyRule(
             from_date=today + timedelta(days=1),
             to_date=today + timedelta(days=DEMO_DAYS),
@@ -130,4 +130,4 @@ async def _doctor(
             slot_minutes=30,
             timezone=DEMO_TIMEZONE,
         )
-        await scheduling.publish(SYSTEM, rule, doctor_id=user_id)
+        await availability.publish(SYSTEM, rule, doctor_id=user_id)

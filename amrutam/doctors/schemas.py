@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import uuid
 import zoneinfo
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from amrutam.inputs import Day, Input
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+# consultation_fee is an int4 column in minor units; 10 million is far above any fee.
+MAX_FEE = 10_000_000
 
 
 def valid_timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    # A folder of the tz database ('America') raises IsADirectoryError, an OSError.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError("not an IANA time zone name") from exc
     return value
 
 
-class ProfileIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProfileIn(Input):
     specialty: str = Field(min_length=2, max_length=80)
     languages: list[str] = Field(min_length=1, max_length=12)
-    consultation_fee: int = Field(ge=0, le=10_000_000, description="minor units (paise, cents)")
+    consultation_fee: int = Field(ge=0, le=MAX_FEE, description="minor units (paise, cents)")
     currency: str = Field(default="INR", pattern=r"^[A-Z]{3}$")
     experience_years: int = Field(ge=0, le=80)
     bio: str | None = Field(default=None, max_length=4000)
@@ -70,16 +73,14 @@ class ProfileOut(BaseModel):
 SortKey = Literal["fee", "-fee", "rating", "-rating", "experience", "-experience"]
 
 
-class SearchQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SearchQuery(Input):
     specialty: str | None = Field(default=None, max_length=80)
     language: str | None = Field(default=None, max_length=40)
     city: str | None = Field(default=None, max_length=120)
-    min_fee: int | None = Field(default=None, ge=0)
-    max_fee: int | None = Field(default=None, ge=0)
+    min_fee: int | None = Field(default=None, ge=0, le=MAX_FEE)
+    max_fee: int | None = Field(default=None, ge=0, le=MAX_FEE)
     min_rating: float | None = Field(default=None, ge=0, le=5)
-    available_on: date | None = None
+    available_on: Day | None = None
     q: str | None = Field(default=None, min_length=2, max_length=80)
     sort: SortKey = "-rating"
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)

@@ -6,6 +6,11 @@ search results without finding and deleting each cached page. Reading the counte
 and the value is one round trip (a Lua script). On a miss one caller per key
 recomputes (a short Redis lock, plus single flight inside the process); the others
 wait briefly for its result. When Redis is down every read goes to the source.
+
+An invalidation that cannot reach Redis is not dropped: the process keeps it and
+replays it before its next cache read or write, and until the replay succeeds its reads
+bypass the cache, so an entry cached before the outage is never served after a change
+this process made during it.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class Cache:
         self._generational_get = redis.register_script(_GENERATIONAL_GET)
         self._release = redis.register_script(_RELEASE)
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._unsent_deletes: set[str] = set()
+        self._unsent_bumps: set[str] = set()
 
     async def fetch(
         self,
@@ -54,6 +61,9 @@ class Cache:
         compute: Compute,
         generations: Sequence[str] = (),
     ) -> bytes:
+        if not await self._replay_unsent():
+            CACHE_REQUESTS.labels(name, "bypass").inc()
+            return await compute()
         try:
             if generations:
                 full_key, value = await self._generational_get(keys=list(generations), args=[key])
@@ -111,19 +121,30 @@ class Cache:
         return value
 
     async def invalidate(self, delete: Sequence[str] = (), bump: Sequence[str] = ()) -> None:
-        """Delete keys and bump generation counters; a failure is logged, not raised."""
-        if not delete and not bump:
-            return
+        """Delete keys and bump generation counters; a failure is kept for a replay
+        (see the module docstring), logged, never raised."""
+        self._unsent_deletes.update(delete)
+        self._unsent_bumps.update(bump)
+        await self._replay_unsent()
+
+    async def _replay_unsent(self) -> bool:
+        """Send the invalidations not yet sent; True when none is left."""
+        if not self._unsent_deletes and not self._unsent_bumps:
+            return True
+        deletes, bumps = sorted(self._unsent_deletes), sorted(self._unsent_bumps)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                if delete:
-                    pipe.delete(*delete)
-                for counter in bump:
+                if deletes:
+                    pipe.delete(*deletes)
+                for counter in bumps:
                     pipe.incr(counter)
                 await pipe.execute()
         except RedisError as exc:
-            # Entries then live until their TTL; the database stays the truth.
             self._degraded(exc)
+            return False
+        self._unsent_deletes.difference_update(deletes)
+        self._unsent_bumps.difference_update(bumps)
+        return True
 
     @staticmethod
     def _degraded(exc: Exception) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Protocol
 
@@ -45,6 +46,15 @@ class LogProvider:
         )
 
 
+def recipient(message: Message) -> Address:
+    """The To: address. The display name is the user's own text: as an Address it is
+    quoted and encoded, so commas, brackets or line breaks in it can never add, replace
+    or drop recipients."""
+    name = " ".join(message.to_name.split())  # no line breaks in a header
+    username, _, domain = message.to_email.rpartition("@")
+    return Address(display_name=name, username=username, domain=domain)
+
+
 class SmtpProvider:
     """Email through any SMTP server (the standard library's client)."""
 
@@ -55,7 +65,7 @@ class SmtpProvider:
         s = self._settings
         mail = EmailMessage()
         mail["From"] = s.smtp_from
-        mail["To"] = f"{message.to_name} <{message.to_email}>"
+        mail["To"] = recipient(message)
         mail["Subject"] = message.subject
         # A stable id lets a mailbox drop the duplicate of a redelivered message.
         mail["Message-ID"] = f"<{message.notification_id}@amrutam>"

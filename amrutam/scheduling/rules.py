@@ -3,7 +3,8 @@
 Slots start on the doctor's wall clock: 09:00 local is 09:00 local on both sides of a
 DST change, so its UTC instant moves. Every slot lasts ``slot_minutes`` of real time.
 A start that does not exist on the wall clock (the hour skipped in spring) yields no
-slot; an ambiguous one (the hour repeated in autumn) takes its first occurrence.
+slot, nor does one whose real end would pass the next slot's start; an ambiguous one
+(the hour repeated in autumn) takes its first occurrence.
 """
 
 from __future__ import annotations
@@ -36,14 +37,20 @@ def expand_weekly(
     day = from_date
     while day <= to_date:
         if day.weekday() in weekdays:
+            starts = []
             cursor = datetime.combine(day, start)
             last = datetime.combine(day, end)
             while cursor + length <= last:
                 local_start = cursor.replace(tzinfo=zone, fold=0)
                 if _exists(local_start):
-                    utc_start = local_start.astimezone(UTC)
-                    yield utc_start, utc_start + length
+                    starts.append(local_start.astimezone(UTC))
                 cursor += length
+            # Across the spring gap a slot's real end can pass the next wall-clock start
+            # (or the window's end): such a slot is skipped, never made to overlap.
+            bounds = [*starts[1:], last.replace(tzinfo=zone, fold=0).astimezone(UTC)]
+            for begin, limit in zip(starts, bounds, strict=False):
+                if begin + length <= limit:
+                    yield begin, begin + length
         day += timedelta(days=1)
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from amrutam.doctors.schemas import valid_timezone
+from amrutam.inputs import Day, Input, Instant
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 MAX_SLOTS_PER_REQUEST = 1000
@@ -17,13 +18,9 @@ MAX_SLOT = timedelta(hours=8)
 MAX_RULE_DAYS = 92
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SlotTimes(_Input):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+class SlotTimes(Input):
+    starts_at: Instant
+    ends_at: Instant
 
     @model_validator(mode="after")
     def _duration(self) -> SlotTimes:
@@ -34,13 +31,13 @@ class SlotTimes(_Input):
         return self
 
 
-class ExplicitSlots(_Input):
+class ExplicitSlots(Input):
     slots: list[SlotTimes] = Field(min_length=1, max_length=MAX_SLOTS_PER_REQUEST)
 
 
-class WeeklyRule(_Input):
-    from_date: date
-    to_date: date
+class WeeklyRule(Input):
+    from_date: Day
+    to_date: Day
     weekdays: list[int] = Field(min_length=1, max_length=7, description="0 = Monday ... 6 = Sunday")
     start_time: time
     end_time: time
@@ -61,14 +58,15 @@ class WeeklyRule(_Input):
 
     @model_validator(mode="after")
     def _ranges(self) -> WeeklyRule:
+        # Checked first: a time with an offset cannot be compared with one without.
+        if self.start_time.tzinfo is not None or self.end_time.tzinfo is not None:
+            raise ValueError("start_time and end_time are local times, without an offset")
         if self.to_date < self.from_date:
             raise ValueError("to_date is before from_date")
         if (self.to_date - self.from_date).days >= MAX_RULE_DAYS:
             raise ValueError(f"a rule covers at most {MAX_RULE_DAYS} days")
         if self.end_time <= self.start_time:
             raise ValueError("end_time must be after start_time")
-        if self.start_time.tzinfo is not None or self.end_time.tzinfo is not None:
-            raise ValueError("start_time and end_time are local times, without an offset")
         return self
 
 
@@ -85,20 +83,20 @@ class SlotList(BaseModel):
     next_cursor: str | None = None
 
 
-class SlotQuery(_Input):
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+class SlotQuery(Input):
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
     status: Literal["open", "booked", "all"] = "open"
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=500)
 
 
-class BookingIn(_Input):
+class BookingIn(Input):
     slot_id: uuid.UUID
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class RescheduleIn(_Input):
+class RescheduleIn(Input):
     slot_id: uuid.UUID
 
 
@@ -119,9 +117,9 @@ class AppointmentPage(BaseModel):
     next_cursor: str | None
 
 
-class AppointmentQuery(_Input):
+class AppointmentQuery(Input):
     status: Literal["booked", "cancelled", "completed", "no_show"] | None = None
-    from_: AwareDatetime | None = Field(default=None, alias="from")
-    to: AwareDatetime | None = None
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
     cursor: str | None = Field(default=None, max_length=500)

@@ -1,4 +1,4 @@
-"""Slots and appointments: publishing availability and booking that never double-books.
+"""Appointments: booking that never double-books, cancel, reschedule, reading them.
 
 The booking path has three layers, each enough for a different failure:
 1. a Redis lock per slot sheds contention before the database (429 to the loser);
@@ -11,38 +11,31 @@ The booking path has three layers, each enough for a different failure:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 from redis.asyncio import Redis
 
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
-from amrutam.auth.tokens import Principal
-from amrutam.doctors.service import availability_generation
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
+from amrutam.infra.logs import get_logger
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
-from amrutam.pagination import Keyset, Params, where_clause
-from amrutam.scheduling.rules import slots_of
+from amrutam.pagination import Params, where_clause
+from amrutam.scheduling.availability import BY_START, touch_dates
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
-    ExplicitSlots,
-    SlotQuery,
-    WeeklyRule,
 )
 from amrutam.timeutil import utcnow
 
+log = get_logger(__name__)
+
 _APPOINTMENT = "id, slot_id, doctor_id, patient_id, starts_at, ends_at, status, reason, created_at"
-_SLOT = "id, doctor_id, starts_at, ends_at, status"
-BY_START = Keyset("starts_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,121 +58,42 @@ def _booking_conflict(exc: asyncpg.PostgresError) -> Conflict | InvalidInput:
     return Conflict("this slot is already booked")
 
 
+@dataclass(frozen=True, slots=True)
+class BookingLimits:
+    """How many upcoming bookings one patient may hold: in all, and with one doctor."""
+
+    total: int = 10
+    per_doctor: int = 3
+
+
+# One statement, one round trip, after the slot is locked: serialise this patient's
+# bookings (an advisory lock, so two parallel bookings cannot both pass the count), free
+# an Idempotency-Key older than the contract's 24 hours, and count the open bookings.
+_PATIENT_BOOKINGS = """
+WITH stale AS (
+    UPDATE appointments SET idempotency_key = NULL
+    WHERE patient_id = $1 AND idempotency_key = $3 AND created_at < now() - interval '24 hours'
+)
+SELECT pg_advisory_xact_lock(hashtextextended('booking:' || $1::text, 0)),
+       count(*) AS total, count(*) FILTER (WHERE doctor_id = $2) AS with_doctor
+FROM appointments WHERE patient_id = $1 AND status = 'booked' AND starts_at > now()
+"""
+
+
 class Scheduling:
-    def __init__(self, db: Database, cache: Cache, redis: Redis, lock_ttl_ms: int) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: Cache,
+        redis: Redis,
+        lock_ttl_ms: int,
+        limits: BookingLimits | None = None,
+    ) -> None:
         self._db = db
         self._cache = cache
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_ms
-
-    # -- availability ---------------------------------------------------------------
-
-    async def publish(
-        self,
-        actor: Actor,
-        availability: ExplicitSlots | WeeklyRule,
-        *,
-        doctor_id: uuid.UUID | None = None,
-    ) -> bytes:
-        """Open slots: explicit ones, or a weekly rule expanded in the doctor's zone.
-
-        A doctor publishes their own availability; the platform (demo data) anyone's.
-        All or nothing: one overlapping slot refuses the whole request.
-        """
-        doctor_id = doctor_id or actor.user_id
-        if doctor_id is None or (actor.role != "system" and actor.user_id != doctor_id):
-            raise PermissionDenied("doctors publish their own availability")
-        if isinstance(availability, ExplicitSlots):
-            times = [(s.starts_at, s.ends_at) for s in availability.slots]
-        else:
-            times = slots_of(availability)
-        if not times:
-            raise InvalidInput("no slots to create", [FieldError("slots", "nothing to create")])
-        now = utcnow()
-        if any(start <= now for start, _ in times):
-            raise InvalidInput(
-                "slots must start in the future", [FieldError("slots", "a slot starts in the past")]
-            )
-        ids = [uuid.uuid4() for _ in times]
-        async with self._db.connection() as conn, conn.transaction():
-            timezone = await conn.fetchval(
-                "SELECT timezone FROM doctors WHERE user_id = $1", doctor_id
-            )
-            if timezone is None:
-                raise Conflict("publish your doctor profile before your availability")
-            try:
-                rows = await conn.fetch(
-                    f"""
-                    INSERT INTO availability_slots (id, doctor_id, starts_at, ends_at)
-                    SELECT id, $1, s, e
-                    FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS t(id, s, e)
-                    RETURNING {_SLOT}
-                    """,
-                    doctor_id,
-                    ids,
-                    [s for s, _ in times],
-                    [e for _, e in times],
-                )
-            except asyncpg.ExclusionViolationError as exc:
-                raise Conflict(
-                    "a slot overlaps another slot of yours; nothing was created"
-                ) from exc
-            await record(
-                conn, actor, Action.SLOT_CREATED, "doctor", doctor_id, {"count": len(rows)}
-            )
-        await self._touch_dates(timezone, (s for s, _ in times))
-        return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
-
-    async def delete_slot(self, actor: Actor, slot_id: uuid.UUID) -> None:
-        doctor_id = actor.user_id
-        async with self._db.connection() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """
-                SELECT s.status, s.starts_at, d.timezone FROM availability_slots s
-                JOIN doctors d ON d.user_id = s.doctor_id
-                WHERE s.id = $1 AND s.doctor_id = $2 FOR UPDATE OF s
-                """,
-                slot_id,
-                doctor_id,
-            )
-            if row is None:
-                raise NotFound("no such slot")
-            if row["status"] != "open":
-                raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
-            await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
-            await record(conn, actor, Action.SLOT_DELETED, "slot", slot_id)
-        await self._touch_dates(row["timezone"], [row["starts_at"]])
-
-    async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
-        async with self._db.connection() as conn:
-            found = await conn.fetchval(
-                "SELECT 1 FROM availability_slots WHERE doctor_id = $1 AND starts_at > now() "
-                "LIMIT 1",
-                doctor_id,
-            )
-        return found is not None
-
-    async def list_slots(
-        self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
-    ) -> bytes:
-        if query.status != "open" and (viewer is None or viewer.user_id != doctor_id):
-            raise PermissionDenied("only the doctor sees booked slots")
-        p = Params()
-        where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(query.from_ or utcnow())}"]
-        if query.status != "all":
-            where.append(f"status = {p(query.status)}")
-        if query.to is not None:
-            where.append(f"starts_at < {p(query.to)}")
-        where += BY_START.after(query.cursor, p)
-        sql = f"SELECT {_SLOT} FROM availability_slots{where_clause(where)} "
-        sql += BY_START.tail(query.limit, p)
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, *p.values)
-            if not rows and not await conn.fetchval(
-                "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
-            ):
-                raise NotFound("no such doctor")
-        return dumps(BY_START.page(rows, query.limit))
+        self._limits = limits or BookingLimits()
 
     # -- booking --------------------------------------------------------------------
 
@@ -205,6 +119,7 @@ class Scheduling:
             conn.transaction(),
         ):
             slot = await _lock_slot(conn, slot_id)
+            held = await conn.fetchrow(_PATIENT_BOOKINGS, patient_id, slot["doctor_id"], key)
             if slot["status"] != "open":
                 earlier = await self._same_booking(conn, patient_id, slot_id, key)
                 if earlier is not None:
@@ -212,6 +127,12 @@ class Scheduling:
                 raise Conflict("this slot is not open")
             if slot["starts_at"] <= utcnow():
                 raise Conflict("this slot has already started")
+            if held["total"] >= self._limits.total:
+                raise Conflict(f"you already hold {held['total']} upcoming appointments")
+            if held["with_doctor"] >= self._limits.per_doctor:
+                raise Conflict(
+                    f"you already hold {held['with_doctor']} upcoming appointments with this doctor"
+                )
             try:
                 row = await conn.fetchrow(
                     f"""
@@ -242,7 +163,7 @@ class Scheduling:
                 {"slot_id": str(slot_id)},
             )
             await emit(conn, "appointment.booked", row["id"], _event(row))
-        await self._touch_dates(slot["timezone"], [slot["starts_at"]])
+        await touch_dates(self._cache, slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(dict(row)), created=True)
 
     @staticmethod
@@ -263,8 +184,9 @@ class Scheduling:
         async with self._db.connection() as conn, conn.transaction():
             current = await conn.fetchrow(
                 """
-                SELECT a.status, a.slot_id, a.starts_at, d.timezone FROM appointments a
-                JOIN doctors d ON d.user_id = a.doctor_id
+                SELECT a.status, a.slot_id, a.starts_at, d.timezone,
+                    EXISTS (SELECT 1 FROM consultations c WHERE c.appointment_id = a.id) AS visited
+                FROM appointments a JOIN doctors d ON d.user_id = a.doctor_id
                 WHERE a.id = $1 AND (a.patient_id = $2 OR a.doctor_id = $2) FOR UPDATE OF a
                 """,
                 appointment_id,
@@ -274,6 +196,8 @@ class Scheduling:
                 raise NotFound("no such appointment")
             if current["status"] != "booked":
                 raise Conflict(f"this appointment is {current['status']}; it cannot be cancelled")
+            if current["visited"]:
+                raise Conflict("the consultation has started; the appointment cannot be cancelled")
             row = await conn.fetchrow(
                 f"UPDATE appointments SET status = 'cancelled', updated_at = now() "
                 f"WHERE id = $1 RETURNING {_APPOINTMENT}",
@@ -285,7 +209,7 @@ class Scheduling:
             )
             await record(conn, who, Action.APPOINTMENT_CANCELLED, "appointment", appointment_id)
             await emit(conn, "appointment.cancelled", appointment_id, _event(row))
-        await self._touch_dates(current["timezone"], [current["starts_at"]])
+        await touch_dates(self._cache, current["timezone"], [current["starts_at"]])
         return dumps(dict(row))
 
     async def reschedule(
@@ -299,8 +223,9 @@ class Scheduling:
             conn.transaction(),
         ):
             current = await conn.fetchrow(
-                "SELECT status, slot_id, doctor_id, starts_at FROM appointments "
-                "WHERE id = $1 AND patient_id = $2 FOR UPDATE",
+                "SELECT status, slot_id, doctor_id, starts_at, EXISTS (SELECT 1 FROM "
+                "consultations c WHERE c.appointment_id = appointments.id) AS visited "
+                "FROM appointments WHERE id = $1 AND patient_id = $2 FOR UPDATE",
                 appointment_id,
                 patient_id,
             )
@@ -308,6 +233,8 @@ class Scheduling:
                 raise NotFound("no such appointment")
             if current["status"] != "booked":
                 raise Conflict(f"this appointment is {current['status']}")
+            if current["visited"]:
+                raise Conflict("the consultation has started; the appointment cannot move")
             if current["slot_id"] == new_slot_id:
                 raise Conflict("the appointment already holds this slot")
             target = await _lock_slot(conn, new_slot_id)
@@ -349,19 +276,25 @@ class Scheduling:
                 {"from_slot_id": str(current["slot_id"]), "to_slot_id": str(new_slot_id)},
             )
             await emit(conn, "appointment.rescheduled", appointment_id, _event(row))
-        await self._touch_dates(target["timezone"], [target["starts_at"], current["starts_at"]])
+        await touch_dates(
+            self._cache, target["timezone"], [target["starts_at"], current["starts_at"]]
+        )
         return dumps(dict(row))
 
     # -- reading appointments -------------------------------------------------------
 
     async def appointment(self, who: Actor, appointment_id: uuid.UUID) -> bytes:
-        async with self._db.connection() as conn:
+        """One appointment (it carries the patient's reason): every read is audited."""
+        async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {_APPOINTMENT} FROM appointments WHERE id = $1", appointment_id
             )
-        if row is None or (
-            who.role != "admin" and who.user_id not in (row["patient_id"], row["doctor_id"])
-        ):
+            allowed = row is not None and (
+                who.role == "admin" or who.user_id in (row["patient_id"], row["doctor_id"])
+            )
+            if allowed:
+                await record(conn, who, Action.APPOINTMENT_VIEWED, "appointment", appointment_id)
+        if row is None or not allowed:
             raise NotFound("no such appointment")
         return dumps(dict(row))
 
@@ -381,11 +314,6 @@ class Scheduling:
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *p.values)
         return dumps(BY_START.page(rows, query.limit))
-
-    async def _touch_dates(self, timezone: str, instants: Iterable[datetime]) -> None:
-        zone = ZoneInfo(timezone)
-        days = {instant.astimezone(zone).date() for instant in instants}
-        await self._cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])
 
 
 async def _lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Record:

@@ -14,7 +14,7 @@ from api.validation import parse_body
 bp = Blueprint("auth", url_prefix="/v1/auth")
 
 
-@bp.post("/register")
+@bp.post("/register", ctx_idempotency="never")
 @openapi.definition(
     summary="Register a patient or doctor",
     body={"application/json": Registration},
@@ -26,7 +26,7 @@ async def register(request: Request) -> HTTPResponse:
     return json_response(await services(request).auth.register(actor(request), data), 201)
 
 
-@bp.post("/login")
+@bp.post("/login", ctx_idempotency="never")
 @openapi.definition(
     summary="Log in with email and password",
     body={"application/json": Credentials},
@@ -41,7 +41,7 @@ async def login(request: Request) -> HTTPResponse:
     return json_response(result)
 
 
-@bp.post("/refresh")
+@bp.post("/refresh", ctx_idempotency="never")
 @openapi.definition(
     summary="Rotate a refresh token",
     body={"application/json": RefreshRequest},

@@ -80,8 +80,14 @@ async def get_consultation(request: Request, consultation_id: uuid.UUID) -> HTTP
 @finishes_if_disconnected
 async def prescribe(request: Request, consultation_id: uuid.UUID) -> HTTPResponse:
     data = parse_body(request, PrescriptionIn)
-    body = await services(request).consultations.prescribe(actor(request), consultation_id, data)
-    return raw_json(body, 201)
+    issued = await services(request).consultations.prescribe(
+        actor(request),
+        consultation_id,
+        data,
+        idempotency_key=request.headers.get("idempotency-key"),
+    )
+    headers = {} if issued.created else {"Idempotent-Replayed": "true"}
+    return raw_json(issued.body, 201, headers)
 
 
 @bp.get("/v1/prescriptions/<prescription_id:uuid>")

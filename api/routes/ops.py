@@ -46,7 +46,7 @@ async def readyz(request: Request) -> HTTPResponse:
     failed = [name for name, state in checks.items() if state != "ok"]
     if failed:
         detail = "not ready: " + ", ".join(failed) + " unavailable"
-        return problem(request, 503, detail, extra={"checks": checks})
+        return problem(request, 503, detail, extra={"checks": checks}, headers={"Retry-After": "2"})
     return json_response({"status": "ok", "checks": checks})
 
 

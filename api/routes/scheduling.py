@@ -126,7 +126,7 @@ async def publish_slots(request: Request) -> HTTPResponse:
         availability = validate(ExplicitSlots, data)
     else:
         availability = validate(WeeklyRule, data)
-    body = await services(request).scheduling.publish(actor(request), availability)
+    body = await services(request).availability.publish(actor(request), availability)
     return raw_json(body, 201)
 
 
@@ -142,12 +142,12 @@ async def publish_slots(request: Request) -> HTTPResponse:
 async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
     query = parse_query(request, SlotQuery)
     viewer = getattr(request.ctx, "principal", None)
-    return raw_json(await services(request).scheduling.list_slots(doctor_id, query, viewer))
+    return raw_json(await services(request).availability.list_slots(doctor_id, query, viewer))
 
 
 @slots.delete("/me/slots/<slot_id:uuid>")
 @openapi.definition(summary="Delete an open slot", tag="doctors", secured=BEARER)
 @require("doctor")
 async def delete_slot(request: Request, slot_id: uuid.UUID) -> HTTPResponse:
-    await services(request).scheduling.delete_slot(actor(request), slot_id)
+    await services(request).availability.delete_slot(actor(request), slot_id)
     return HTTPResponse(status=204)

@@ -21,7 +21,7 @@ async def _audit_rows(database_url: str, request_id: str) -> list[dict[str, Any]
     try:
         rows = await conn.fetch(
             "SELECT action, actor_id, actor_role, entity_type, entity_id, ip, detail "
-            "FROM audit_logs WHERE request_id = $1",
+            "FROM audit_logs WHERE detail->>'client_request_id' = $1",
             request_id,
         )
     finally:

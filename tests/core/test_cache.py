@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from amrutam.dev.servers import RedisServer
+from amrutam.dev.servers import RedisServer, free_port
 from amrutam.infra.cache import Cache
 
 
@@ -74,3 +75,31 @@ async def test_a_failing_source_is_not_cached(redis: Redis) -> None:
     with pytest.raises(LookupError):
         await cache.fetch("test", key, 60, broken)
     assert await redis.get(key) is None
+
+
+async def test_an_invalidation_lost_to_a_redis_outage_is_replayed_before_the_next_read(
+    workdir: Path,
+) -> None:
+    """F8: a change made while Redis was away is visible once it is back, although
+    Redis kept the entry cached before the outage (persistence on)."""
+    server = RedisServer(workdir / "redis-cache-outage", free_port(), persistent=True)
+    server.start()
+    client = Redis.from_url(server.url(), socket_timeout=0.5, socket_connect_timeout=0.5)
+    cache, key, gen = Cache(client), f"k-{uuid.uuid4().hex}", f"gen:{uuid.uuid4().hex}"
+    value = b"fee 100"
+
+    async def source() -> bytes:
+        return value
+
+    try:
+        assert await cache.fetch("test", key, 3600, source, [gen]) == b"fee 100"
+        server.stop()  # saves: the old entry survives the restart
+        value = b"fee 877"  # the database changes while Redis is away...
+        await cache.invalidate(delete=[key], bump=[gen])  # ...and the bump is lost
+        assert await cache.fetch("test", key, 3600, source, [gen]) == b"fee 877"  # bypass
+        server.start()
+        assert await cache.fetch("test", key, 3600, source, [gen]) == b"fee 877"
+        assert int(await client.get(gen) or 0) == 1  # the bump reached Redis after all
+    finally:
+        await client.aclose()
+        server.stop()

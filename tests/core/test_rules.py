@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 
 from amrutam.scheduling.rules import expand_weekly
 
@@ -54,3 +55,20 @@ def test_a_slot_that_does_not_fit_is_not_made() -> None:
     assert not list(
         expand_weekly(date(2030, 1, 1), date(2030, 1, 1), {1}, time(9, 0), time(9, 20), 30, "UTC")
     )
+
+
+def test_a_slot_that_would_run_into_the_next_across_the_spring_gap_is_skipped() -> None:
+    # America/New_York 2027-03-14: 45-minute slots from midnight. The 01:30 EST slot would
+    # end at 03:15 EDT, past the 03:00 EDT slot: it is left out, the rest published.
+    slots = list(
+        expand_weekly(
+            date(2027, 3, 14), date(2027, 3, 14), {6}, time(0), time(5), 45, "America/New_York"
+        )
+    )
+    assert all(end <= nxt for (_, end), (nxt, _) in pairwise(slots))
+    assert slots == [
+        (_utc(2027, 3, 14, 5), _utc(2027, 3, 14, 5, 45)),  # 00:00 EST
+        (_utc(2027, 3, 14, 5, 45), _utc(2027, 3, 14, 6, 30)),  # 00:45 EST
+        (_utc(2027, 3, 14, 7), _utc(2027, 3, 14, 7, 45)),  # 03:00 EDT
+        (_utc(2027, 3, 14, 7, 45), _utc(2027, 3, 14, 8, 30)),  # 03:45 EDT
+    ]

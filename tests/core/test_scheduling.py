@@ -24,6 +24,7 @@ from amrutam.errors import Conflict, InvalidInput, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database, create_engine
 from amrutam.infra.redis_client import create_redis
+from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.schemas import ExplicitSlots, WeeklyRule
 from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
@@ -35,6 +36,7 @@ from tests.helpers import PASSWORD, as_app_role, unique_email
 class Core:
     accounts: Accounts
     doctors: DoctorDirectory
+    availability: Availability
     scheduling: Scheduling
 
     async def person(self, role: Role) -> Actor:
@@ -72,6 +74,7 @@ async def core(database_url: str, redis_server: RedisServer) -> AsyncIterator[Co
     yield Core(
         Accounts(db, settings),
         DoctorDirectory(db, cache),
+        Availability(db, cache),
         Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
     )
     await db.dispose()
@@ -86,7 +89,7 @@ def _tomorrow_at(hour: int) -> ExplicitSlots:
 
 
 async def _one_slot(core: Core, doctor: Actor, hour: int = 10) -> uuid.UUID:
-    body = orjson.loads(await core.scheduling.publish(doctor, _tomorrow_at(hour)))
+    body = orjson.loads(await core.availability.publish(doctor, _tomorrow_at(hour)))
     return uuid.UUID(body["items"][0]["id"])
 
 
@@ -101,7 +104,7 @@ async def test_only_patients_book_whoever_calls_the_use_case(core: Core) -> None
 async def test_a_doctor_publishes_only_their_own_availability(core: Core) -> None:
     doctor, other = await core.doctor(), await core.doctor()
     with pytest.raises(PermissionDenied):
-        await core.scheduling.publish(other, _tomorrow_at(9), doctor_id=doctor.user_id)
+        await core.availability.publish(other, _tomorrow_at(9), doctor_id=doctor.user_id)
 
 
 async def test_a_weekly_rule_is_expanded_and_capped_in_the_use_case(core: Core) -> None:
@@ -116,7 +119,7 @@ async def test_a_weekly_rule_is_expanded_and_capped_in_the_use_case(core: Core) 
         slot_minutes=30,
         timezone="Asia/Kolkata",
     )
-    created = orjson.loads(await core.scheduling.publish(doctor, rule))["items"]
+    created = orjson.loads(await core.availability.publish(doctor, rule))["items"]
     assert len(created) == 5 * 4
     too_many = rule.model_copy(
         update={
@@ -128,7 +131,7 @@ async def test_a_weekly_rule_is_expanded_and_capped_in_the_use_case(core: Core) 
         }
     )
     with pytest.raises(InvalidInput, match="too many slots"):
-        await core.scheduling.publish(doctor, too_many)
+        await core.availability.publish(doctor, too_many)
 
 
 async def test_a_replayed_booking_returns_the_same_appointment(core: Core) -> None:

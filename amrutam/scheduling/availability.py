@@ -1,0 +1,158 @@
+"""Availability: the slots a doctor publishes, lists and withdraws.
+
+Slots are written here and booked in ``service.py``; both bump the cache generation of
+each local day whose availability changed (``touch_dates``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from amrutam.audit.actions import Action
+from amrutam.audit.log import Actor, record
+from amrutam.auth.tokens import Principal
+from amrutam.doctors.service import availability_generation
+from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database
+from amrutam.infra.logs import get_logger
+from amrutam.jsonutil import dumps
+from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.scheduling.rules import slots_of
+from amrutam.scheduling.schemas import ExplicitSlots, SlotQuery, WeeklyRule
+from amrutam.timeutil import utcnow
+
+log = get_logger(__name__)
+
+SLOT_COLUMNS = "id, doctor_id, starts_at, ends_at, status"
+BY_START = Keyset("starts_at")
+
+
+class Availability:
+    def __init__(self, db: Database, cache: Cache) -> None:
+        self._db = db
+        self._cache = cache
+
+    async def publish(
+        self,
+        actor: Actor,
+        availability: ExplicitSlots | WeeklyRule,
+        *,
+        doctor_id: uuid.UUID | None = None,
+    ) -> bytes:
+        """Open slots: explicit ones, or a weekly rule expanded in the doctor's zone.
+
+        A doctor publishes their own availability; the platform (demo data) anyone's.
+        All or nothing: one overlapping slot refuses the whole request.
+        """
+        doctor_id = doctor_id or actor.user_id
+        if doctor_id is None or (actor.role != "system" and actor.user_id != doctor_id):
+            raise PermissionDenied("doctors publish their own availability")
+        if isinstance(availability, ExplicitSlots):
+            times = [(s.starts_at, s.ends_at) for s in availability.slots]
+        else:
+            times = slots_of(availability)
+        if not times:
+            raise InvalidInput("no slots to create", [FieldError("slots", "nothing to create")])
+        now = utcnow()
+        if any(start <= now for start, _ in times):
+            raise InvalidInput(
+                "slots must start in the future", [FieldError("slots", "a slot starts in the past")]
+            )
+        ids = [uuid.uuid4() for _ in times]
+        async with self._db.connection() as conn, conn.transaction():
+            timezone = await conn.fetchval(
+                "SELECT timezone FROM doctors WHERE user_id = $1", doctor_id
+            )
+            if timezone is None:
+                raise Conflict("publish your doctor profile before your availability")
+            try:
+                rows = await conn.fetch(
+                    f"""
+                    INSERT INTO availability_slots (id, doctor_id, starts_at, ends_at)
+                    SELECT id, $1, s, e
+                    FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS t(id, s, e)
+                    RETURNING {SLOT_COLUMNS}
+                    """,
+                    doctor_id,
+                    ids,
+                    [s for s, _ in times],
+                    [e for _, e in times],
+                )
+            except asyncpg.ExclusionViolationError as exc:
+                raise Conflict(
+                    "a slot overlaps another slot of yours; nothing was created"
+                ) from exc
+            await record(
+                conn, actor, Action.SLOT_CREATED, "doctor", doctor_id, {"count": len(rows)}
+            )
+        await touch_dates(self._cache, timezone, (s for s, _ in times))
+        return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
+
+    async def delete_slot(self, actor: Actor, slot_id: uuid.UUID) -> None:
+        doctor_id = actor.user_id
+        async with self._db.connection() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """
+                SELECT s.status, s.starts_at, d.timezone FROM availability_slots s
+                JOIN doctors d ON d.user_id = s.doctor_id
+                WHERE s.id = $1 AND s.doctor_id = $2 FOR UPDATE OF s
+                """,
+                slot_id,
+                doctor_id,
+            )
+            if row is None:
+                raise NotFound("no such slot")
+            if row["status"] != "open":
+                raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
+            await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
+            await record(conn, actor, Action.SLOT_DELETED, "slot", slot_id)
+        await touch_dates(self._cache, row["timezone"], [row["starts_at"]])
+
+    async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
+        async with self._db.connection() as conn:
+            found = await conn.fetchval(
+                "SELECT 1 FROM availability_slots WHERE doctor_id = $1 AND starts_at > now() "
+                "LIMIT 1",
+                doctor_id,
+            )
+        return found is not None
+
+    async def list_slots(
+        self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
+    ) -> bytes:
+        if query.status != "open" and (viewer is None or viewer.user_id != doctor_id):
+            raise PermissionDenied("only the doctor sees booked slots")
+        p = Params()
+        where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(query.from_ or utcnow())}"]
+        if query.status != "all":
+            where.append(f"status = {p(query.status)}")
+        if query.to is not None:
+            where.append(f"starts_at < {p(query.to)}")
+        where += BY_START.after(query.cursor, p)
+        sql = f"SELECT {SLOT_COLUMNS} FROM availability_slots{where_clause(where)} "
+        sql += BY_START.tail(query.limit, p)
+        async with self._db.connection() as conn:
+            rows = await conn.fetch(sql, *p.values)
+            if not rows and not await conn.fetchval(
+                "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
+            ):
+                raise NotFound("no such doctor")
+        return dumps(BY_START.page(rows, query.limit))
+
+
+async def touch_dates(cache: Cache, timezone: str, instants: Iterable[datetime]) -> None:
+    """After a commit: the days whose availability changed. Best effort by design
+    (the cache bounds staleness itself); it must never turn a commit into an error."""
+    try:
+        zone = ZoneInfo(timezone)
+        days = {instant.astimezone(zone).date() for instant in instants}
+    except (ValueError, OverflowError, OSError) as exc:
+        log.warning("scheduling.cache_touch_failed", error=repr(exc))
+        return
+    await cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])
