@@ -12,11 +12,19 @@ Integer fields carry their own bounds (``Field(le=...)``), set from their column
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    model_validator,
+)
 
 FIRST_YEAR, LAST_YEAR = 1900, 2199
 INT4_MAX = 2**31 - 1
@@ -39,8 +47,18 @@ def _bounded_day(value: date) -> date:
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_bounded_instant)]
-Day = Annotated[date, AfterValidator(_bounded_day)]
+def _iso_text(value: Any) -> Any:
+    # pydantic reads a number (or numeric text) as a Unix timestamp; the contract says
+    # ISO 8601 (RFC 3339), so '0.5' is not a time.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("an ISO 8601 date or time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_bounded_instant)]
+Day = Annotated[date, BeforeValidator(_iso_text), AfterValidator(_bounded_day)]
 
 
 def _strings(value: Any) -> Iterable[str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,6 +27,7 @@ from amrutam.scheduling.service import BookingLimits, Scheduling
 from amrutam.settings import Settings, get_settings
 from api import middleware
 from api.context import Policies, Services
+from api.openapi import document
 from api.problems import ProblemErrorHandler
 from api.routes import audit, auth, consultations, doctors, ops, scheduling
 
@@ -50,12 +53,6 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         CORS=False,
         HEALTH=False,
     )
-    app.ext.openapi.describe(
-        "Amrutam API",
-        version="1",
-        description="Telemedicine backend: accounts, doctors, slots, bookings, consultations.",
-    )
-    app.ext.openapi.add_security_scheme("bearer", "http", scheme="bearer", bearer_format="JWT")
 
     middleware.install(app)
     app.blueprint(ops.bp)
@@ -65,6 +62,21 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(scheduling.slots)
     app.blueprint(consultations.bp)
     app.blueprint(audit.bp)
+
+    @app.before_server_start
+    async def _describe(app: Sanic[Any, Any]) -> None:
+        # Built once the router is final; /docs (sanic-ext's Swagger UI) shows the same file.
+        app.ctx.openapi = orjson.dumps(
+            document(
+                app,
+                "Amrutam API",
+                "1",
+                "Telemedicine backend: accounts, doctors, slots, bookings, consultations.",
+            )
+        )
+        path = Path(tempfile.gettempdir()) / f"amrutam-openapi-{os.getpid()}.json"
+        path.write_bytes(app.ctx.openapi)
+        app.config.OAS_CUSTOM_FILE = str(path)
 
     @app.before_server_start
     async def _connect(app: Sanic[Any, Any]) -> None:

@@ -16,7 +16,6 @@ P = ParamSpec("P")
 R = TypeVar("R", bound=HTTPResponse)
 
 Handler = Callable[..., Awaitable[HTTPResponse]]
-BEARER: dict[str, list[str]] = {"bearer": []}  # OpenAPI security requirement
 
 
 def principal(request: Request) -> Principal:
@@ -52,6 +51,7 @@ def require(*roles: str) -> Callable[[Handler], Handler]:
                 raise PermissionDenied(f"this action needs the role {' or '.join(roles)}")
             return await handler(request, *args, **kwargs)
 
+        guarded.__dict__["roles"] = roles  # read by the OpenAPI document (api/openapi.py)
         return guarded
 
     return decorate

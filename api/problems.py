@@ -127,7 +127,10 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
         detail = str(exc) or HTTPStatus(status).phrase
         if status == 400 and "json" in detail.lower():
             detail = "the request body is not valid JSON"
-        return problem(request, status, detail, headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if status == 405 and "Allow" not in headers and request is not None:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return problem(request, status, detail, headers=headers)
     if isinstance(exc, asyncio.CancelledError):  # the client went away; nobody reads this
         return problem(request, 503, "the request was cancelled")
     if _is_data_error(exc):
@@ -144,6 +147,18 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
         )
     log.error("request.unhandled_error", exc_info=exc)
     return problem(request, 500, "an unexpected error occurred; it has been logged")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods a path answers (the router names them for static paths only)."""
+    allowed = []
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except SanicException:
+            continue
+        allowed.append(method)
+    return allowed
 
 
 class ProblemErrorHandler(ErrorHandler):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from amrutam.audit.schemas import AuditPage, AuditQuery, VerifyOut, VerifyQuery
-from api.guards import BEARER, actor, require
+from api.contract import contract
+from api.guards import actor, require
 from api.middleware import services
 from api.responses import json_response, raw_json
 from api.validation import parse_query
@@ -15,20 +15,7 @@ bp = Blueprint("admin", url_prefix="/v1/admin")
 
 
 @bp.get("/audit-logs")
-@openapi.definition(
-    summary="Query the audit trail, newest first",
-    tag="admin",
-    secured=BEARER,
-    response={"application/json": AuditPage},
-)
-@openapi.parameter("actor_id", str)
-@openapi.parameter("action", str)
-@openapi.parameter("entity_type", str)
-@openapi.parameter("entity_id", str)
-@openapi.parameter("from", str)
-@openapi.parameter("to", str)
-@openapi.parameter("limit", int)
-@openapi.parameter("cursor", str)
+@contract("Query the audit trail, newest first", tag="admin", query=AuditQuery, response=AuditPage)
 @require("admin")
 async def audit_logs(request: Request) -> HTTPResponse:
     query = parse_query(request, AuditQuery)
@@ -36,14 +23,12 @@ async def audit_logs(request: Request) -> HTTPResponse:
 
 
 @bp.get("/audit-logs/verify")
-@openapi.definition(
-    summary="Check the tamper-evidence of the trail over from..to",
+@contract(
+    "Check the tamper-evidence of the trail over from..to",
     tag="admin",
-    secured=BEARER,
-    response={"application/json": VerifyOut},
+    query=VerifyQuery,
+    response=VerifyOut,
 )
-@openapi.parameter("from", str)
-@openapi.parameter("to", str)
 @require("admin")
 async def verify(request: Request) -> HTTPResponse:
     query = parse_query(request, VerifyQuery)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from amrutam.auth.schemas import AuthResult, Credentials, RefreshRequest, Registration, UserOut
+from api.contract import contract
 from api.guards import actor, principal, require
 from api.middleware import note_rate_limit, services
 from api.responses import json_response
@@ -15,11 +15,13 @@ bp = Blueprint("auth", url_prefix="/v1/auth")
 
 
 @bp.post("/register", ctx_idempotency="never")
-@openapi.definition(
-    summary="Register a patient or doctor",
-    body={"application/json": Registration},
-    response={"application/json": AuthResult},
+@contract(
+    "Register a patient or doctor",
     tag="auth",
+    ok=201,
+    body=Registration,
+    response=AuthResult,
+    errors=(409,),
 )
 async def register(request: Request) -> HTTPResponse:
     data = parse_body(request, Registration)
@@ -27,11 +29,12 @@ async def register(request: Request) -> HTTPResponse:
 
 
 @bp.post("/login", ctx_idempotency="never")
-@openapi.definition(
-    summary="Log in with email and password",
-    body={"application/json": Credentials},
-    response={"application/json": AuthResult},
+@contract(
+    "Log in with email and password",
     tag="auth",
+    body=Credentials,
+    response=AuthResult,
+    errors=(401,),
 )
 async def login(request: Request) -> HTTPResponse:
     credentials = parse_body(request, Credentials)
@@ -42,11 +45,8 @@ async def login(request: Request) -> HTTPResponse:
 
 
 @bp.post("/refresh", ctx_idempotency="never")
-@openapi.definition(
-    summary="Rotate a refresh token",
-    body={"application/json": RefreshRequest},
-    response={"application/json": AuthResult},
-    tag="auth",
+@contract(
+    "Rotate a refresh token", tag="auth", body=RefreshRequest, response=AuthResult, errors=(401,)
 )
 async def refresh(request: Request) -> HTTPResponse:
     data = parse_body(request, RefreshRequest)
@@ -54,9 +54,7 @@ async def refresh(request: Request) -> HTTPResponse:
 
 
 @bp.post("/logout")
-@openapi.definition(
-    summary="Revoke this session's refresh tokens", tag="auth", secured={"bearer": []}
-)
+@contract("Revoke this session's refresh tokens", tag="auth", ok=204)
 @require()
 async def logout(request: Request) -> HTTPResponse:
     family_id = principal(request).family_id
@@ -66,12 +64,7 @@ async def logout(request: Request) -> HTTPResponse:
 
 
 @bp.get("/me")
-@openapi.definition(
-    summary="The caller's account",
-    response={"application/json": UserOut},
-    tag="auth",
-    secured={"bearer": []},
-)
+@contract("The caller's account", tag="auth", response=UserOut, errors=(404,))
 @require()
 async def me(request: Request) -> HTTPResponse:
     return json_response(await services(request).auth.user(principal(request).user_id))

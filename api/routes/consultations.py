@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from amrutam.consultations.schemas import (
     CompleteIn,
@@ -15,8 +14,9 @@ from amrutam.consultations.schemas import (
     PrescriptionOut,
     PrescriptionPage,
 )
+from api.contract import contract
 from api.durable import finishes_if_disconnected
-from api.guards import BEARER, actor, require
+from api.guards import actor, require
 from api.middleware import services
 from api.responses import raw_json
 from api.validation import parse_body, parse_query
@@ -27,11 +27,12 @@ PRESCRIPTION = {"application/json": PrescriptionOut}
 
 
 @bp.post("/v1/appointments/<appointment_id:uuid>/consultation")
-@openapi.definition(
-    summary="Start the consultation (the appointment's doctor)",
+@contract(
+    "Start the consultation (the appointment's doctor)",
     tag="consultations",
-    secured=BEARER,
-    response=CONSULTATION,
+    ok=201,
+    response=ConsultationOut,
+    errors=(404, 409),
 )
 @require("doctor")
 @finishes_if_disconnected
@@ -41,12 +42,12 @@ async def start(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
 
 
 @bp.post("/v1/consultations/<consultation_id:uuid>/complete")
-@openapi.definition(
-    summary="Complete it with notes; the appointment becomes completed",
+@contract(
+    "Complete it with notes; the appointment becomes completed",
     tag="consultations",
-    secured=BEARER,
-    body={"application/json": CompleteIn},
-    response=CONSULTATION,
+    body=CompleteIn,
+    response=ConsultationOut,
+    errors=(404, 409),
 )
 @require("doctor")
 @finishes_if_disconnected
@@ -57,11 +58,10 @@ async def complete(request: Request, consultation_id: uuid.UUID) -> HTTPResponse
 
 
 @bp.get("/v1/consultations/<consultation_id:uuid>")
-@openapi.definition(
-    summary="A consultation (its patient, its doctor, admins)",
+@contract(
+    "A consultation (its patient, its doctor, admins)",
     tag="consultations",
-    secured=BEARER,
-    response=CONSULTATION,
+    response=ConsultationOut,
 )
 @require()
 async def get_consultation(request: Request, consultation_id: uuid.UUID) -> HTTPResponse:
@@ -69,12 +69,12 @@ async def get_consultation(request: Request, consultation_id: uuid.UUID) -> HTTP
 
 
 @bp.post("/v1/consultations/<consultation_id:uuid>/prescriptions")
-@openapi.definition(
-    summary="Issue a prescription (the consultation's doctor)",
+@contract(
+    "Issue a prescription (the consultation's doctor)",
     tag="consultations",
-    secured=BEARER,
-    body={"application/json": PrescriptionIn},
-    response=PRESCRIPTION,
+    ok=201,
+    body=PrescriptionIn,
+    response=PrescriptionOut,
 )
 @require("doctor")
 @finishes_if_disconnected
@@ -91,11 +91,10 @@ async def prescribe(request: Request, consultation_id: uuid.UUID) -> HTTPRespons
 
 
 @bp.get("/v1/prescriptions/<prescription_id:uuid>")
-@openapi.definition(
-    summary="A prescription (its patient, its doctor, admins)",
+@contract(
+    "A prescription (its patient, its doctor, admins)",
     tag="consultations",
-    secured=BEARER,
-    response=PRESCRIPTION,
+    response=PrescriptionOut,
 )
 @require()
 async def get_prescription(request: Request, prescription_id: uuid.UUID) -> HTTPResponse:
@@ -104,14 +103,12 @@ async def get_prescription(request: Request, prescription_id: uuid.UUID) -> HTTP
 
 
 @bp.get("/v1/patients/me/prescriptions")
-@openapi.definition(
-    summary="The caller's prescriptions, newest first",
+@contract(
+    "The caller's prescriptions, newest first",
     tag="consultations",
-    secured=BEARER,
-    response={"application/json": PrescriptionPage},
+    query=PageQuery,
+    response=PrescriptionPage,
 )
-@openapi.parameter("limit", int)
-@openapi.parameter("cursor", str)
 @require("patient")
 async def my_prescriptions(request: Request) -> HTTPResponse:
     query = parse_query(request, PageQuery)

@@ -6,20 +6,17 @@ import asyncio
 
 import sqlalchemy as sa
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
-from sanic_ext.extensions.openapi.builders import SpecificationBuilder
 
 from amrutam.infra.metrics import exposition
 from api.middleware import services
 from api.problems import problem
-from api.responses import json_response
+from api.responses import json_response, raw_json
 
 bp = Blueprint("ops")
 CHECK_TIMEOUT_S = 1.0
 
 
 @bp.get("/livez")
-@openapi.exclude()
 async def livez(request: Request) -> HTTPResponse:
     return json_response({"status": "ok"})
 
@@ -34,7 +31,6 @@ async def _redis(request: Request) -> None:
 
 
 @bp.get("/readyz")
-@openapi.exclude()
 async def readyz(request: Request) -> HTTPResponse:
     checks: dict[str, str] = {}
     for name, check in (("postgres", _postgres), ("redis", _redis)):
@@ -51,14 +47,12 @@ async def readyz(request: Request) -> HTTPResponse:
 
 
 @bp.get("/metrics")
-@openapi.exclude()
 async def metrics(request: Request) -> HTTPResponse:
     body, content_type = exposition()
     return HTTPResponse(body, content_type=content_type)
 
 
 @bp.get("/openapi.json")
-@openapi.exclude()
 async def openapi_document(request: Request) -> HTTPResponse:
-    spec = SpecificationBuilder().build(request.app).serialize()  # type: ignore[no-untyped-call]
-    return json_response(spec)
+    """Built once per process from the routes (``api/openapi.py``)."""
+    return raw_json(request.app.ctx.openapi)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic_ext import openapi
 
 from amrutam.scheduling.schemas import (
     AppointmentOut,
@@ -19,8 +18,9 @@ from amrutam.scheduling.schemas import (
     SlotQuery,
     WeeklyRule,
 )
+from api.contract import contract
 from api.durable import finishes_if_disconnected
-from api.guards import BEARER, actor, require
+from api.guards import actor, require
 from api.middleware import services
 from api.responses import raw_json
 from api.validation import json_body, parse_body, parse_query, validate
@@ -31,14 +31,14 @@ APPOINTMENT = {"application/json": AppointmentOut}
 
 
 @bp.post("/book", ctx_idempotency="required")
-@openapi.definition(
-    summary="Book an open slot (Idempotency-Key required)",
+@contract(
+    "Book an open slot (Idempotency-Key required)",
     tag="appointments",
-    secured=BEARER,
-    body={"application/json": BookingIn},
-    response=APPOINTMENT,
+    ok=201,
+    body=BookingIn,
+    response=AppointmentOut,
+    errors=(404, 409),
 )
-@openapi.parameter("Idempotency-Key", str, location="header", required=True)
 @require("patient")
 @finishes_if_disconnected
 async def book(request: Request) -> HTTPResponse:
@@ -56,17 +56,12 @@ async def book(request: Request) -> HTTPResponse:
 
 
 @bp.get("/")
-@openapi.definition(
-    summary="The caller's appointments (as patient or as doctor)",
+@contract(
+    "The caller's appointments (as patient or as doctor)",
     tag="appointments",
-    secured=BEARER,
-    response={"application/json": AppointmentPage},
+    query=AppointmentQuery,
+    response=AppointmentPage,
 )
-@openapi.parameter("status", str)
-@openapi.parameter("from", str)
-@openapi.parameter("to", str)
-@openapi.parameter("limit", int)
-@openapi.parameter("cursor", str)
 @require("patient", "doctor")
 async def list_appointments(request: Request) -> HTTPResponse:
     query = parse_query(request, AppointmentQuery)
@@ -74,17 +69,15 @@ async def list_appointments(request: Request) -> HTTPResponse:
 
 
 @bp.get("/<appointment_id:uuid>")
-@openapi.definition(
-    summary="One appointment", tag="appointments", secured=BEARER, response=APPOINTMENT
-)
+@contract("One appointment", tag="appointments", response=AppointmentOut)
 @require()
 async def get_appointment(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
     return raw_json(await services(request).scheduling.appointment(actor(request), appointment_id))
 
 
 @bp.post("/<appointment_id:uuid>/cancel")
-@openapi.definition(
-    summary="Cancel; the slot opens again", tag="appointments", secured=BEARER, response=APPOINTMENT
+@contract(
+    "Cancel; the slot opens again", tag="appointments", response=AppointmentOut, errors=(404, 409)
 )
 @require("patient", "doctor")
 @finishes_if_disconnected
@@ -93,12 +86,12 @@ async def cancel(request: Request, appointment_id: uuid.UUID) -> HTTPResponse:
 
 
 @bp.post("/<appointment_id:uuid>/reschedule")
-@openapi.definition(
-    summary="Move to another open slot of the same doctor, atomically",
+@contract(
+    "Move to another open slot of the same doctor, atomically",
     tag="appointments",
-    secured=BEARER,
-    body={"application/json": RescheduleIn},
-    response=APPOINTMENT,
+    body=RescheduleIn,
+    response=AppointmentOut,
+    errors=(404, 409),
 )
 @require("patient")
 @finishes_if_disconnected
@@ -111,12 +104,13 @@ async def reschedule(request: Request, appointment_id: uuid.UUID) -> HTTPRespons
 
 
 @slots.post("/me/slots")
-@openapi.definition(
-    summary="Publish slots, explicitly or as a weekly rule",
+@contract(
+    "Publish slots, explicitly or as a weekly rule",
     tag="doctors",
-    secured=BEARER,
-    body={"application/json": ExplicitSlots | WeeklyRule},
-    response={"application/json": SlotList},
+    ok=201,
+    body=(ExplicitSlots, WeeklyRule),
+    response=SlotList,
+    errors=(409,),
 )
 @require("doctor")
 async def publish_slots(request: Request) -> HTTPResponse:
@@ -131,14 +125,7 @@ async def publish_slots(request: Request) -> HTTPResponse:
 
 
 @slots.get("/<doctor_id:uuid>/slots")
-@openapi.definition(
-    summary="A doctor's slots", tag="doctors", response={"application/json": SlotList}
-)
-@openapi.parameter("from", str, description="RFC 3339; default now")
-@openapi.parameter("to", str)
-@openapi.parameter("status", str, description="open (default); booked or all for the owner")
-@openapi.parameter("limit", int)
-@openapi.parameter("cursor", str)
+@contract("A doctor's slots", tag="doctors", query=SlotQuery, response=SlotList, errors=(403,))
 async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
     query = parse_query(request, SlotQuery)
     viewer = getattr(request.ctx, "principal", None)
@@ -146,7 +133,7 @@ async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
 
 
 @slots.delete("/me/slots/<slot_id:uuid>")
-@openapi.definition(summary="Delete an open slot", tag="doctors", secured=BEARER)
+@contract("Delete an open slot", tag="doctors", ok=204, errors=(404, 409))
 @require("doctor")
 async def delete_slot(request: Request, slot_id: uuid.UUID) -> HTTPResponse:
     await services(request).availability.delete_slot(actor(request), slot_id)

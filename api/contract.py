@@ -1,0 +1,45 @@
+"""What a route promises: its summary, body, query, answer and the errors its use case
+gives. ``api/openapi.py`` turns these, with what the router and guards already know
+(path parameters, roles, idempotency), into the served OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+@dataclass(frozen=True)
+class Contract:
+    summary: str
+    tag: str
+    ok: int = 200
+    response: type[BaseModel] | None = None
+    body: tuple[type[BaseModel], ...] = ()
+    query: type[BaseModel] | None = None
+    errors: tuple[int, ...] = ()  # statuses the use case itself answers (404, 409, ...)
+
+
+def contract(
+    summary: str,
+    *,
+    tag: str,
+    ok: int = 200,
+    response: type[BaseModel] | None = None,
+    body: type[BaseModel] | tuple[type[BaseModel], ...] = (),
+    query: type[BaseModel] | None = None,
+    errors: tuple[int, ...] = (),
+) -> Callable[[F], F]:
+    bodies = body if isinstance(body, tuple) else (body,)
+
+    def mark(handler: F) -> F:
+        handler.__dict__["contract"] = Contract(
+            summary, tag, ok, response, bodies, query, tuple(sorted(set(errors)))
+        )
+        return handler
+
+    return mark
