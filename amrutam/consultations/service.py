@@ -134,17 +134,33 @@ class Consultations:
         return dumps(dict(row))
 
     async def get(self, actor: Actor, consultation_id: uuid.UUID) -> bytes:
-        async with self._db.connection() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_CONSULTATION} FROM consultations WHERE id = $1", consultation_id
-            )
-            allowed = row is not None and _may_see(actor, row)
-            # A refused read is recorded too: probing for others' records leaves a trace.
-            action = Action.CONSULTATION_VIEWED if allowed else Action.CONSULTATION_VIEW_DENIED
-            await record(conn, actor, action, "consultation", consultation_id)
-        if row is None or not allowed:
-            raise NotFound("no such consultation")
+        row = await self._read(
+            actor,
+            f"SELECT {_CONSULTATION} FROM consultations WHERE id = $1",
+            "consultation",
+            consultation_id,
+            (Action.CONSULTATION_VIEWED, Action.CONSULTATION_VIEW_DENIED),
+        )
         return dumps(dict(row))
+
+    async def _read(
+        self,
+        actor: Actor,
+        sql: str,
+        entity: str,
+        record_id: uuid.UUID,
+        actions: tuple[Action, Action],
+    ) -> asyncpg.Record:
+        """One clinical record for whoever may see it. Every read is audited, a refused
+        one too (``actions``: viewed, denied), so probing for others' records leaves a
+        trace."""
+        async with self._db.connection() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, record_id)
+            allowed = row is not None and _may_see(actor, row)
+            await record(conn, actor, actions[0] if allowed else actions[1], entity, record_id)
+        if row is None or not allowed:
+            raise NotFound(f"no such {entity}")
+        return row
 
     async def prescribe(
         self,
@@ -206,15 +222,13 @@ class Consultations:
         return Issued(dumps(_prescription(row)), created=True)
 
     async def prescription(self, actor: Actor, prescription_id: uuid.UUID) -> bytes:
-        async with self._db.connection() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE id = $1", prescription_id
-            )
-            allowed = row is not None and _may_see(actor, row)
-            action = Action.PRESCRIPTION_VIEWED if allowed else Action.PRESCRIPTION_VIEW_DENIED
-            await record(conn, actor, action, "prescription", prescription_id)
-        if row is None or not allowed:
-            raise NotFound("no such prescription")
+        row = await self._read(
+            actor,
+            f"SELECT {_PRESCRIPTION} FROM prescriptions WHERE id = $1",
+            "prescription",
+            prescription_id,
+            (Action.PRESCRIPTION_VIEWED, Action.PRESCRIPTION_VIEW_DENIED),
+        )
         return dumps(_prescription(row))
 
     async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:

@@ -13,6 +13,8 @@ from datetime import date, time, timedelta
 
 import orjson
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from amrutam.audit.log import Actor
 from amrutam.auth.models import Role
@@ -160,3 +162,14 @@ async def test_cancel_reopens_and_reschedule_moves_the_booking(core: Core) -> No
     assert cancelled["status"] == "cancelled"
     with pytest.raises(Conflict):
         await core.scheduling.cancel(patient, booking.id)
+
+
+async def test_a_failed_statement_does_not_log_its_parameters(core: Core) -> None:
+    """F18: SQLAlchemy's error text carried every parameter (emails, password hashes)."""
+    secret = "$argon2id$v=19$not-for-the-logs"
+    with pytest.raises(DBAPIError) as failure:
+        async with core.accounts._db.transaction() as session:
+            await session.execute(
+                text("SELECT 1 / (length(:hash) - length(:hash))"), {"hash": secret}
+            )
+    assert secret not in str(failure.value)

@@ -31,10 +31,11 @@ def test_production_refuses_the_development_jwt_secret(monkeypatch: pytest.Monke
 
 
 def _amrutam(
-    database_url: str, *args: str, stdin: str | None = None
+    database_url: str, *args: str, stdin: str | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **{f"AMRUTAM_{name.upper()}": value for name, value in settings.items()},
         "AMRUTAM_DATABASE_URL": as_app_role(database_url),
         "AMRUTAM_DATABASE_ADMIN_URL": database_url,
         "AMRUTAM_ARGON2_TIME_COST": "1",
@@ -83,6 +84,19 @@ def test_seed_is_idempotent(database_url: str) -> None:
     second = _amrutam(database_url, "seed")
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert "patient@amrutam.example" in second.stdout
+
+
+def test_demo_data_is_refused_in_production(database_url: str) -> None:
+    """F27: the seed would create admin@amrutam.example with a published password."""
+    refused = _amrutam(
+        database_url,
+        "seed",
+        environment="production",
+        jwt_secret="j" * 48,
+        audit_signing_key="a" * 48,
+    )
+    assert refused.returncode != 0
+    assert "production" in refused.stderr
 
 
 def test_migrate_is_idempotent(database_url: str) -> None:
