@@ -18,7 +18,7 @@ from amrutam.consultations.service import Consultations
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database, create_engine
-from amrutam.infra.idempotency import IdempotencyStore
+from amrutam.infra.idempotency import IdempotencyStore, sealing_key
 from amrutam.infra.logs import configure_logging
 from amrutam.infra.ratelimit import RateLimiter
 from amrutam.infra.redis_client import create_redis
@@ -91,7 +91,10 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
             limiter=limiter,
             policies=Policies.from_settings(settings),
             idempotency=IdempotencyStore(
-                redis, settings.idempotency_ttl_s, settings.idempotency_lock_s
+                redis,
+                settings.idempotency_ttl_s,
+                settings.idempotency_lock_s,
+                sealing_key(settings.jwt_secret.get_secret_value().encode()),
             ),
             auth=Accounts(db, settings, LoginThrottle.from_settings(limiter, settings)),
             cache=cache,

@@ -113,9 +113,9 @@ async def _idempotency_claim(request: Request) -> HTTPResponse | None:
     request.ctx.idempotency = None
     if request.method not in ("POST", "PUT", "PATCH") or request.route is None:
         return None
+    if request.ctx.principal is None and getattr(request.route.handler, "roles", None) is not None:
+        return None  # the route needs a caller: it answers 401 before any key is looked at
     mode = getattr(request.route.ctx, "idempotency", None)
-    if mode == "never":  # responses that carry tokens are never stored for replay
-        return None
     key = request.headers.get("idempotency-key")
     if key is None:
         if mode == "required":
@@ -157,17 +157,17 @@ async def record_idempotency(request: Request, response: HTTPResponse) -> None:
     scope, key, print_ = claimed
     store = services(request).idempotency
     try:
-        # Only successes are results worth replaying: a refusal (4xx) is decided again on
-        # retry, and storing it would let a large invalid body fill Redis for a day.
-        if response.status >= 400:
+        # Server errors and throttling are not results: let the client retry them.
+        # (Refusals are stored: they are small, at most 20 field errors each.)
+        if response.status >= 500 or response.status == 429:
             await store.abandon(scope, key)
         else:
             headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}
             if response.content_type and "content-type" not in headers:
                 headers["content-type"] = response.content_type
-            await store.complete(
-                scope, key, print_, StoredResponse(response.status, response.body or b"", headers)
-            )
+            sealed = bool(request.route and getattr(request.route.ctx, "sealed", False))
+            stored = StoredResponse(response.status, response.body or b"", headers)
+            await store.complete(scope, key, print_, stored, sealed=sealed)
     except RedisError as exc:
         REDIS_DEGRADED.labels("idempotency").inc()
         log.warning("idempotency.record_failed", error=str(exc))

@@ -91,7 +91,7 @@ def document(app: Sanic[Any, Any], title: str, version: str, description: str) -
 def _operation(route: Any, method: str, c: Contract, refs: dict[Any, Any]) -> dict[str, Any]:
     roles: tuple[str, ...] | None = getattr(route.handler, "roles", None)
     idempotency = getattr(route.ctx, "idempotency", None)
-    keyed = method in ("POST", "PUT", "PATCH") and idempotency != "never"
+    keyed = method in ("POST", "PUT", "PATCH")
     params: list[dict[str, Any]] = [
         {
             "name": name,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amrutam.infra.system import as_postgres_user
+from amrutam.infra.system import as_postgres_user, chown_to_postgres
 
 BACKUP_TYPES = {"full": "full", "diff": "diff", "incr": "incr"}
 
@@ -57,8 +58,15 @@ class PgBackRest:
         raise BackupError(f"stanza {self.stanza!r} not in the repository")
 
     def restore(self, into: Path, target: datetime | None, *options: str) -> None:
-        """Restore into a new, empty data directory; ``target`` None means the latest."""
-        chosen = [f"--pg1-path={into}", *options]
+        """Restore into a new, empty data directory; ``target`` None means the latest.
+
+        The restore gets a spool directory of its own: pgBackRest clears the stanza's spool
+        when it restores, which races with (and fails beside) the live database's
+        asynchronous archive-push on the same host.
+        """
+        spool = Path(tempfile.mkdtemp(prefix="pgbackrest-restore-spool-"))
+        chown_to_postgres(spool)
+        chosen = [f"--pg1-path={into}", f"--spool-path={spool}", *options]
         if target is not None:
             when = target.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
             chosen += ["--type=time", f"--target={when}", "--target-action=promote"]

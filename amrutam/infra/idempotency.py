@@ -3,15 +3,22 @@
 A key is scoped to its caller, so two callers using the same key never collide. The
 first request claims the key with ``SET NX`` (marked running, with a fingerprint of the
 request); when it finishes its response replaces the claim for 24 hours.
+
+Responses that carry credentials (tokens) are stored sealed: encrypted and authenticated
+(Fernet, with a key derived from the JWT secret), so what Redis holds is no token.
 """
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
 from dataclasses import dataclass
 
 import orjson
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
 
@@ -43,11 +50,18 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
+def sealing_key(secret: bytes) -> Fernet:
+    """A Fernet key of its own, derived from a server secret (HKDF-SHA256)."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"amrutam-idempotency")
+    return Fernet(base64.urlsafe_b64encode(derived.derive(secret)))
+
+
 class IdempotencyStore:
-    def __init__(self, redis: Redis, ttl_s: int, lock_s: int) -> None:
+    def __init__(self, redis: Redis, ttl_s: int, lock_s: int, sealer: Fernet | None = None) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._lock_s = lock_s
+        self._sealer = sealer
 
     @staticmethod
     def _key(scope: str, key: str) -> str:
@@ -67,19 +81,33 @@ class IdempotencyStore:
                 return Claim(Outcome.MISMATCH)
             if stored.get("state") == "running":
                 return Claim(Outcome.IN_FLIGHT)
-            return Claim(
-                Outcome.REPLAY,
-                StoredResponse(stored["status"], stored["body"].encode(), stored["headers"]),
-            )
+            body = stored["body"].encode()
+            if stored.get("sealed"):
+                if self._sealer is None:
+                    return Claim(Outcome.MISMATCH)
+                try:
+                    body = self._sealer.decrypt(body)
+                except InvalidToken:  # sealed under another secret: cannot be replayed
+                    return Claim(Outcome.MISMATCH)
+            return Claim(Outcome.REPLAY, StoredResponse(stored["status"], body, stored["headers"]))
         return Claim(Outcome.IN_FLIGHT)
 
-    async def complete(self, scope: str, key: str, print_: str, response: StoredResponse) -> None:
+    async def complete(
+        self, scope: str, key: str, print_: str, response: StoredResponse, *, sealed: bool = False
+    ) -> None:
+        """Keep the response for replay; ``sealed`` ones (carrying tokens) encrypted."""
+        if sealed and self._sealer is None:
+            raise ValueError("a sealed response needs the store's sealing key")
+        body = response.body.decode("utf-8", errors="replace")
+        if sealed and self._sealer is not None:
+            body = self._sealer.encrypt(response.body).decode()
         value = {
             "state": "done",
             "fp": print_,
             "status": response.status,
-            "body": response.body.decode("utf-8", errors="replace"),
+            "body": body,
             "headers": response.headers,
+            "sealed": sealed,
         }
         await self._redis.set(self._key(scope, key), orjson.dumps(value), ex=self._ttl_s)
 

@@ -14,7 +14,7 @@ from api.validation import parse_body
 bp = Blueprint("auth", url_prefix="/v1/auth")
 
 
-@bp.post("/register", ctx_idempotency="never")
+@bp.post("/register", ctx_sealed=True)
 @contract(
     "Register a patient or doctor",
     tag="auth",
@@ -28,7 +28,7 @@ async def register(request: Request) -> HTTPResponse:
     return json_response(await services(request).auth.register(actor(request), data), 201)
 
 
-@bp.post("/login", ctx_idempotency="never")
+@bp.post("/login", ctx_sealed=True)
 @contract(
     "Log in with email and password",
     tag="auth",
@@ -44,7 +44,7 @@ async def login(request: Request) -> HTTPResponse:
     return json_response(result)
 
 
-@bp.post("/refresh", ctx_idempotency="never")
+@bp.post("/refresh", ctx_sealed=True)
 @contract(
     "Rotate a refresh token", tag="auth", body=RefreshRequest, response=AuthResult, errors=(401,)
 )

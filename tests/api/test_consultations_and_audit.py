@@ -202,7 +202,12 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         ),
         409,
     )
-    after = await client.get(f"/v1/appointments/{appointment['id']}", headers=bearer(patient))
+    after = await traced(
+        "GET",
+        f"/v1/appointments/{appointment['id']}",
+        "appointment.viewed",
+        headers=bearer(patient),
+    )
     assert after.json()["status"] == "completed"
 
     seen = await traced(
@@ -222,13 +227,11 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         "GET", "/v1/patients/me/prescriptions", "prescription.viewed", headers=bearer(patient)
     )
     assert [p["id"] for p in mine.json()["items"]] == [prescription["id"]]
-    for who in (bearer(other), stranger["headers"]):
-        assert_problem(
-            await client.get(f"/v1/consultations/{consultation['id']}", headers=who), 404
-        )
-        assert_problem(
-            await client.get(f"/v1/prescriptions/{prescription['id']}", headers=who), 404
-        )
+    for who in (bearer(other), stranger["headers"]):  # refused, and recorded as such
+        path = f"/v1/consultations/{consultation['id']}"
+        assert_problem(await traced("GET", path, "consultation.view_denied", headers=who), 404)
+        path = f"/v1/prescriptions/{prescription['id']}"
+        assert_problem(await traced("GET", path, "prescription.view_denied", headers=who), 404)
     await traced("POST", "/v1/auth/logout", "auth.logout", headers=bearer(patient))
 
     # No clinical content in any audit detail.

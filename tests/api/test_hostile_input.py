@@ -298,10 +298,14 @@ async def test_common_passwords_are_refused(client: httpx.AsyncClient) -> None:
         assert_problem(refused, 422)
 
 
-async def test_a_huge_invalid_body_gets_a_small_answer_and_is_not_stored(
-    client: httpx.AsyncClient,
+def _idempotency_record(scope: str, key: str) -> str:
+    return f"idem:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+async def test_a_huge_invalid_body_gets_a_small_answer_and_a_small_record(
+    client: httpx.AsyncClient, redis_server: RedisServer
 ) -> None:
-    """F11: 1,000 invalid slots gave a 208 KB answer kept 24 h under the key."""
+    """F11: 1,000 invalid slots gave a 208 KB answer, kept 24 h under the key."""
     doctor = await make_doctor(client)
     key = uuid.uuid4().hex
     bad = {"slots": [{"starts_at": "x", "ends_at": "y"}] * 1000}
@@ -311,19 +315,31 @@ async def test_a_huge_invalid_body_gets_a_small_answer_and_is_not_stored(
     assert len(body["errors"]) <= 20
     assert len(first.content) < 8000
     again = await client.post("/v1/doctors/me/slots", json=bad, headers=headers)
-    assert "idempotent-replayed" not in again.headers  # a refusal is decided again, not kept
+    assert again.headers["idempotent-replayed"] == "true"  # the contract's replay holds
+    redis = Redis.from_url(redis_server.url())
+    stored = await redis.memory_usage(_idempotency_record(f"user:{doctor['id']}", key))
+    await redis.aclose()
+    assert stored is not None
+    assert stored < 16_000
 
 
-async def test_token_responses_are_never_stored_for_replay(client: httpx.AsyncClient) -> None:
-    """F10: login and refresh answers carry tokens: a repeated key logs in again."""
+async def test_token_responses_are_kept_for_replay_only_encrypted(
+    client: httpx.AsyncClient, redis_server: RedisServer
+) -> None:
+    """F10: login and refresh answers (access and refresh tokens) sat in Redis in clear."""
     tokens = await register(client)
     credentials = {"email": tokens["user"]["email"], "password": "correct horse battery"}
-    headers = {"Idempotency-Key": uuid.uuid4().hex}
-    first = await client.post("/v1/auth/login", json=credentials, headers=headers)
-    second = await client.post("/v1/auth/login", json=credentials, headers=headers)
-    assert first.status_code == second.status_code == 200
-    assert "idempotent-replayed" not in second.headers
-    assert first.json()["refresh_token"] != second.json()["refresh_token"]
+    key = uuid.uuid4().hex
+    first = await client.post("/v1/auth/login", json=credentials, headers={"Idempotency-Key": key})
+    again = await client.post("/v1/auth/login", json=credentials, headers={"Idempotency-Key": key})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    redis = Redis.from_url(redis_server.url())
+    raw = await redis.get(_idempotency_record(f"ip:{client.headers['x-forwarded-for']}", key))
+    await redis.aclose()
+    assert raw is not None
+    for secret in (first.json()["access_token"], first.json()["refresh_token"]):
+        assert secret.encode() not in raw
 
 
 async def test_a_booking_key_is_free_again_after_24_hours(
@@ -345,8 +361,7 @@ async def test_a_booking_key_is_free_again_after_24_hours(
     finally:
         await conn.close()
     redis = Redis.from_url(redis_server.url())
-    scope = f"user:{patient['user']['id']}"
-    await redis.delete(f"idem:{scope}:{hashlib.sha256(key.encode()).hexdigest()}")
+    await redis.delete(_idempotency_record(f"user:{patient['user']['id']}", key))
     await redis.aclose()
     again = await book(client, bearer(patient), second["id"], key)
     assert again.status_code == 201, again.text
