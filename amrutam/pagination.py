@@ -95,7 +95,7 @@ class Keyset:
     value_field: str | None = None  # the row's field holding the sort value (default: column)
     key_field: str = "id"  # the row's field holding the tie-breaker
 
-    def after(self, cursor: str | None, p: Params) -> list[str]:
+    def _after(self, cursor: str | None, p: Params) -> list[str]:
         """The condition for rows after the cursor (none for the first page)."""
         if not cursor:
             return []
@@ -109,10 +109,19 @@ class Keyset:
         op = "<" if self.descending else ">"
         return [f"({self.column}, {self.key}) {op} ({p(typed)}, {p(last)})"]
 
-    def tail(self, limit: int, p: Params) -> str:
+    def _tail(self, limit: int, p: Params) -> str:
         """``ORDER BY ... LIMIT``: one row more than the page, to see whether more follow."""
         direction = " DESC" if self.descending else ""
         return f"ORDER BY {self.column}{direction}, {self.key}{direction} LIMIT {p(limit + 1)}"
+
+    def select(
+        self, columns: str, source: str, where: list[str], cursor: str | None, limit: int, p: Params
+    ) -> str:
+        """``SELECT columns FROM source`` with the filters, the rows after the cursor, the
+        order and one row more than the page."""
+        conditions = [*where, *self._after(cursor, p)]
+        filters = " WHERE " + " AND ".join(conditions) if conditions else ""
+        return f"SELECT {columns} FROM {source}{filters} {self._tail(limit, p)}"
 
     def page(
         self,
@@ -128,7 +137,3 @@ class Keyset:
             text = value.isoformat() if isinstance(value, datetime) else str(value)
             next_cursor = encode_cursor([text, str(last[self.key_field])])
         return {"items": [item(r) for r in rows[:limit]], "next_cursor": next_cursor}
-
-
-def where_clause(conditions: Sequence[str]) -> str:
-    return " WHERE " + " AND ".join(conditions) if conditions else ""

@@ -11,7 +11,7 @@ from amrutam.audit.schemas import AuditQuery
 from amrutam.audit.seals import Verdict, seal, verify
 from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps, json_value
-from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.pagination import Keyset, Params
 
 _COLUMNS = (
     "id, occurred_at, actor_id, actor_role, action, entity_type, entity_id, request_id, ip, detail"
@@ -35,9 +35,8 @@ def build_query(query: AuditQuery) -> tuple[str, list[Any]]:
     ):
         if value is not None:
             where.append(f"{column} {op} {p(value)}")
-    where += NEWEST_FIRST.after(query.cursor, p)
-    sql = f"SELECT {_COLUMNS} FROM audit_logs{where_clause(where)} "
-    return sql + NEWEST_FIRST.tail(query.limit, p), p.values
+    sql = NEWEST_FIRST.select(_COLUMNS, "audit_logs", where, query.cursor, query.limit, p)
+    return sql, p.values
 
 
 def _item(row: Any) -> dict[str, Any]:

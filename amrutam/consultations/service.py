@@ -21,7 +21,7 @@ from amrutam.errors import Conflict, InvalidInput, NotFound
 from amrutam.infra.db import Database
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps, json_value
-from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.pagination import Keyset, Params
 
 _CONSULTATION = (
     "id, appointment_id, doctor_id, patient_id, status, started_at, completed_at, notes, diagnosis"
@@ -233,9 +233,10 @@ class Consultations:
 
     async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:
         p = Params()
-        where = [f"patient_id = {p(actor.user_id)}", *NEWEST_ISSUED.after(query.cursor, p)]
-        sql = f"SELECT {_PRESCRIPTION} FROM prescriptions{where_clause(where)} "
-        sql += NEWEST_ISSUED.tail(query.limit, p)
+        where = [f"patient_id = {p(actor.user_id)}"]
+        sql = NEWEST_ISSUED.select(
+            _PRESCRIPTION, "prescriptions", where, query.cursor, query.limit, p
+        )
         async with self._db.connection() as conn, conn.transaction():
             rows = await conn.fetch(sql, *p.values)
             await record(

@@ -19,7 +19,7 @@ from amrutam.errors import NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.jsonutil import dumps
-from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.pagination import Keyset, Params
 
 PROFILE_TTL_S = 3600
 SEARCH_TTL_S = 300
@@ -162,6 +162,5 @@ def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
                   AND s.starts_at > now())"""
         )
     order = _ORDERS[query.sort]
-    where += order.after(query.cursor, arg)
-    sql = f"SELECT {_PROFILE_COLUMNS} FROM doctors{where_clause(where)} "
-    return sql + order.tail(query.limit, arg), arg.values
+    sql = order.select(_PROFILE_COLUMNS, "doctors", where, query.cursor, query.limit, arg)
+    return sql, arg.values

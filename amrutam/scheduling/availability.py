@@ -22,7 +22,7 @@ from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.logs import get_logger
 from amrutam.jsonutil import dumps
-from amrutam.pagination import Keyset, Params, where_clause
+from amrutam.pagination import Keyset, Params
 from amrutam.scheduling.rules import slots_of
 from amrutam.scheduling.schemas import ExplicitSlots, SlotQuery, WeeklyRule
 from amrutam.timeutil import utcnow
@@ -134,9 +134,9 @@ class Availability:
             where.append(f"status = {p(query.status)}")
         if query.to is not None:
             where.append(f"starts_at < {p(query.to)}")
-        where += BY_START.after(query.cursor, p)
-        sql = f"SELECT {SLOT_COLUMNS} FROM availability_slots{where_clause(where)} "
-        sql += BY_START.tail(query.limit, p)
+        sql = BY_START.select(
+            SLOT_COLUMNS, "availability_slots", where, query.cursor, query.limit, p
+        )
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *p.values)
             if not rows and not await conn.fetchval(

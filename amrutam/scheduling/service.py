@@ -26,7 +26,7 @@ from amrutam.infra.locks import slot_lock
 from amrutam.infra.logs import get_logger
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
-from amrutam.pagination import Params, where_clause
+from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START, touch_dates
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
@@ -308,9 +308,7 @@ class Scheduling:
             where.append(f"starts_at >= {p(query.from_)}")
         if query.to is not None:
             where.append(f"starts_at < {p(query.to)}")
-        where += BY_START.after(query.cursor, p)
-        sql = f"SELECT {_APPOINTMENT} FROM appointments{where_clause(where)} "
-        sql += BY_START.tail(query.limit, p)
+        sql = BY_START.select(_APPOINTMENT, "appointments", where, query.cursor, query.limit, p)
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *p.values)
         return dumps(BY_START.page(rows, query.limit))
