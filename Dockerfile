@@ -1,6 +1,11 @@
 # One image for the API, the Celery worker and beat, the operator, and backup Jobs;
 # the process is chosen by the command (see the Helm chart and docker-compose.yml).
 
+# pgBackRest's TLS protocol requires the same version at both ends: backup Jobs (this
+# image) talk to the server beside PostgreSQL (the `postgresql` target). Both stages
+# install exactly this Debian bookworm package, the version the test suite runs against.
+ARG PGBACKREST_VERSION=2.45-1
+
 # --- build: locked dependencies into a virtualenv, then the project itself ----------
 FROM python:3.11-slim-bookworm AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
@@ -22,9 +27,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # --- runtime: no compilers, no uv, a non-root user ------------------------------------
 FROM python:3.11-slim-bookworm AS runtime
-# pgbackrest for backup and restore Jobs (and the operator's `pgbackrest info`).
+ARG PGBACKREST_VERSION
+# pgbackrest for backup Jobs (and the operator's `pgbackrest info`).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends pgbackrest \
+ && apt-get install -y --no-install-recommends "pgbackrest=${PGBACKREST_VERSION}" \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 amrutam \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin amrutam
@@ -42,11 +48,14 @@ EXPOSE 8000 9808 9810
 CMD ["python", "-m", "api"]
 
 # --- postgresql: PostgreSQL 15 with pgBackRest, for the chart's in-cluster database ----
-# (`docker build --target postgresql`); the database host runs pgBackRest's TLS server
-# beside PostgreSQL, the repository host runs the same image with `pgbackrest server`.
+# (`docker build --target postgresql`); it runs pgBackRest's TLS server beside
+# PostgreSQL, and the operator's restore and drill Jobs boot restored data with it.
 FROM postgres:15-bookworm AS postgresql
+ARG PGBACKREST_VERSION
+# (PGDG's apt source in this image offers newer pgBackRest releases: the pin keeps
+# Debian's, the one the application image carries.)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends pgbackrest \
+ && apt-get install -y --no-install-recommends "pgbackrest=${PGBACKREST_VERSION}" \
  && rm -rf /var/lib/apt/lists/* \
  && install -d -o postgres -g postgres /var/log/pgbackrest /var/lib/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest
 USER postgres

@@ -2,9 +2,11 @@
 
     python -m loadtests.backup_bench [--scale 70]
 
-A PostgreSQL with durable settings archives to a local pgBackRest repository; pgbench's
-tables fill it; we time a full backup, an incremental after 5% more writes, a restore of
-the latest state into a new directory, and the restored server's start (its recovery).
+A PostgreSQL with durable settings archives to a local pgBackRest repository; the
+platform's schema and pgbench's tables fill it; we time a full backup, an incremental
+after 5% more writes, a restore of the latest state into a new directory, the restored
+server's start (its recovery), and a restore drill (the operator's restore program and
+probe: `amrutam backup drill`), whose recovery time and point are printed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from amrutam.backups import status
+from amrutam.backups import drill, status
 from amrutam.backups.config import archiving_settings, prepare_local
 from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.dev.servers import PostgresServer, free_port
+from amrutam.infra.migrate import upgrade
 from amrutam.infra.system import as_postgres_user, chown_to_postgres
+from amrutam.settings import DEV_AUDIT_KEY
 
 
 def timed(label: str, action: object) -> float:
@@ -53,6 +57,7 @@ def main() -> None:
     ]
     try:
         server.create_database("bench")
+        upgrade(server.url("bench"))  # the platform's tables, for the drill's probe
         repo.stanza_create()
         timed(
             f"pgbench -i -s {args.scale}",
@@ -99,6 +104,14 @@ def main() -> None:
 
         timed("restored server start (WAL replay)", start_and_promote)
         copy.stop()
+        report: dict[str, object] = {}
+        timed(
+            "drill: restore program + boot + probe",
+            lambda: report.update(
+                drill.local(repo, "bench", DEV_AUDIT_KEY.encode(), server.bindir)
+            ),
+        )
+        print(drill.describe(report))
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -50,8 +50,8 @@ class PgBackRest:
     def expire(self, *options: str) -> None:
         self.run(*options, "expire")
 
-    def info(self, *options: str) -> dict[str, Any]:
-        stanzas = json.loads(self.run("--output=json", *options, "info"))
+    def info(self, *options: str, timeout: float | None = None) -> dict[str, Any]:
+        stanzas = json.loads(self.run("--output=json", *options, "info", timeout=timeout))
         for stanza in stanzas:
             if stanza["name"] == self.stanza:
                 return dict(stanza)

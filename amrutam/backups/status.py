@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TYPE_NAMES = {"full": "full", "diff": "differential", "incr": "incremental"}
@@ -39,6 +39,15 @@ class Window:
 
     def contains(self, moment: datetime) -> bool:
         return self.start <= moment <= self.end
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+    def short(self) -> str:
+        """e.g. "6d 23h": the printer column."""
+        span = self.length
+        return f"{span.days}d {span.seconds // 3600}h"
 
     def describe(self) -> str:
         span = self.end - self.start
@@ -88,15 +97,30 @@ def repo_size(found: list[Backup]) -> int:
     return sum(b.repo_size for b in found)
 
 
+def _segment(wal: str | None) -> tuple[int, int] | None:
+    """(timeline, segment number) of a 16 MiB WAL file name; None for other files."""
+    if not wal or len(wal) != 24:
+        return None
+    try:
+        timeline, log, seg = (int(wal[i : i + 8], 16) for i in (0, 8, 16))
+    except ValueError:
+        return None
+    return timeline, log * 0x100 + seg
+
+
 @dataclass(frozen=True)
 class Archiver:
-    """PostgreSQL's own view of WAL archiving (``pg_stat_archiver``)."""
+    """PostgreSQL's own view of WAL archiving (``pg_stat_archiver``), with the
+    database's clock and the segment it is writing."""
 
     archived: int
     failed: int
     last_archived: datetime | None
     last_failed: datetime | None
     last_failed_wal: str | None
+    last_archived_wal: str | None = None
+    current_wal: str | None = None
+    now: datetime | None = None
 
     @property
     def healthy(self) -> bool:
@@ -105,11 +129,29 @@ class Archiver:
             return True
         return self.last_archived is not None and self.last_archived > self.last_failed
 
+    @property
+    def waiting(self) -> int:
+        """Finished segments not archived yet (the one being written is not counted)."""
+        current, last = _segment(self.current_wal), _segment(self.last_archived_wal)
+        if current is None or last is None or current[0] != last[0]:
+            return 0
+        return max(0, current[1] - last[1] - 1)
+
+    def stalled(self, after: timedelta) -> bool:
+        """Segments wait while nothing was archived for ``after``: an archiver that
+        stopped without reporting a failure."""
+        if self.waiting == 0 or self.now is None:
+            return False
+        return self.last_archived is None or self.now - self.last_archived > after
+
 
 async def archiver(conn: Any) -> Archiver:
     row = await conn.fetchrow(
         "SELECT archived_count, failed_count, last_archived_time, last_failed_time, "
-        "last_failed_wal FROM pg_stat_archiver"
+        "last_failed_wal, last_archived_wal, now() AS now, "
+        "CASE WHEN pg_is_in_recovery() THEN NULL "
+        "ELSE pg_walfile_name(pg_current_wal_lsn()) END AS current_wal "
+        "FROM pg_stat_archiver"
     )
     return Archiver(
         archived=int(row["archived_count"]),
@@ -117,4 +159,7 @@ async def archiver(conn: Any) -> Archiver:
         last_archived=row["last_archived_time"],
         last_failed=row["last_failed_time"],
         last_failed_wal=row["last_failed_wal"],
+        last_archived_wal=row["last_archived_wal"],
+        current_wal=row["current_wal"],
+        now=row["now"],
     )

@@ -1,9 +1,12 @@
-"""BackupSchedule: pgBackRest CronJobs, and an honest view of what can be restored.
+"""BackupSchedule: pgBackRest CronJobs, restore drills, and an honest view of what can
+be restored.
 
-The operator owns one CronJob per schedule (owner references: deleting the schedule
-removes them). Status comes from the repository itself (``pgbackrest info``, run here
-with the schedule's configuration) and from PostgreSQL's ``pg_stat_archiver``, so a
-failing WAL archive shows even while the last backup looks fine.
+The operator owns one CronJob per schedule, and one for the drill (owner references:
+deleting the schedule removes them). Status comes from the repository itself
+(``pgbackrest info``, run here with the schedule's repository), from PostgreSQL's
+``pg_stat_archiver`` and clock, and from the drills' own reports. ``Ready`` is the
+conjunction of ``BackupFresh``, ``WALArchiving``, ``WindowMet`` and (with a drill)
+``RestoreVerified``; a condition that could not be read this time is ``Unknown``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -21,6 +25,7 @@ from typing import Any
 import asyncpg
 import kopf
 from croniter import croniter
+from kubernetes.client.exceptions import ApiException
 
 from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
@@ -33,6 +38,8 @@ from amrutam_operator.manifests import (
     TYPE_LABEL,
     backup_job_spec,
     cronjob,
+    parse_time,
+    repo_options,
 )
 
 KIND = "BackupSchedule"
@@ -50,9 +57,12 @@ SATISFIES = {
 async def reconcile_cronjobs(
     body: kopf.Body, spec: Mapping[str, Any], namespace: str, name: str
 ) -> list[dict[str, str]]:
+    schedules = dict(spec.get("schedules") or {})
+    if spec.get("drill"):
+        schedules["drill"] = spec["drill"]["schedule"]
     wanted = {
         kind: cronjob(name, spec, kind, schedule)
-        for kind, schedule in (spec.get("schedules") or {}).items()
+        for kind, schedule in schedules.items()
         if schedule
     }
     existing = {c["metadata"]["name"]: c for c in await kube.cronjobs(namespace, {LABEL: name})}
@@ -134,7 +144,7 @@ def freshness(
 
 
 async def _repository(namespace: str, spec: Mapping[str, Any]) -> list[repo_status.Backup]:
-    """Run `pgbackrest info` with the schedule's own configuration and credentials."""
+    """Run `pgbackrest info` with the schedule's repository and credentials."""
     config = (await kube.configmap_data(namespace, spec["configMapRef"]["name"])).get(
         "pgbackrest.conf"
     )
@@ -153,24 +163,31 @@ async def _repository(namespace: str, spec: Mapping[str, Any]) -> list[repo_stat
         if spec.get("tlsSecretRef")
         else None
     )
-    info = await asyncio.to_thread(_info, config, spec.get("stanza", "amrutam"), env, tls)
+    info = await asyncio.to_thread(
+        _info, config, spec.get("stanza", "amrutam"), env, tls, repo_options(spec)
+    )
     return repo_status.backups(info)
 
 
 def _info(
-    config: str, stanza: str, env: dict[str, str], tls: dict[str, str] | None
+    config: str,
+    stanza: str,
+    env: dict[str, str],
+    tls: dict[str, str] | None,
+    repo: list[str],
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="amrutam-pgbackrest-") as folder:
         root = Path(folder)
         root.chmod(0o755)  # pgbackrest may run as another user than the operator
         (root / "pgbackrest.conf").write_text(config)
         (root / "pgbackrest.conf").chmod(0o644)
-        options = ["--log-level-file=off", f"--lock-path={root}"]
+        options = ["--log-level-file=off", f"--lock-path={root}", *repo]
         for key, option in (("tls.crt", "cert"), ("tls.key", "key"), ("ca.crt", "ca")):
             if tls is not None:
                 (root / key).write_text(tls.get(key, ""))
                 options.append(f"--repo1-host-{option}-file={root / key}")
-        return PgBackRest(root / "pgbackrest.conf", stanza, env).info(*options)
+        # A hung object store must not hold a thread for ever.
+        return PgBackRest(root / "pgbackrest.conf", stanza, env).info(*options, timeout=120)
 
 
 async def _archiver(namespace: str, spec: Mapping[str, Any]) -> repo_status.Archiver | None:
@@ -185,19 +202,118 @@ async def _archiver(namespace: str, spec: Mapping[str, Any]) -> repo_status.Arch
         await conn.close()
 
 
+def _finished_at(job: Mapping[str, Any]) -> str | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return str(cond.get("lastTransitionTime") or "") or None
+    return None
+
+
+def _kind(job: Mapping[str, Any]) -> str:
+    return str(job["metadata"].get("labels", {}).get(TYPE_LABEL, "unknown"))
+
+
 def _last_failure(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
     failures = []
     for job in jobs:
+        if _kind(job) == "drill":
+            continue  # drills report in lastDrill
         for cond in (job.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Failed" and cond.get("status") == "True":
                 failures.append(
                     {
-                        "type": job["metadata"].get("labels", {}).get(TYPE_LABEL, "unknown"),
+                        "type": _kind(job),
                         "time": cond.get("lastTransitionTime"),
                         "message": cond.get("message") or cond.get("reason") or "job failed",
                     }
                 )
     return max(failures, key=lambda f: f["time"] or "") if failures else None
+
+
+async def _drills(
+    body: kopf.Body,
+    status: kopf.Status,
+    jobs: list[dict[str, Any]],
+    found: list[repo_status.Backup] | None,
+    namespace: str,
+) -> dict[str, Any] | None:
+    """The newest finished drill not recorded yet, read from its pods' reports; its Job
+    (and so its scratch volume) is deleted once read."""
+    last: dict[str, Any] | None = status.get("lastDrill")
+    done = sorted(
+        (j for j in jobs if _kind(j) == "drill" and _finished_at(j)),
+        key=lambda j: _finished_at(j) or "",
+    )
+    if not done or (last and last.get("job") == done[-1]["metadata"]["name"]):
+        return None
+    job = done[-1]
+    name = job["metadata"]["name"]
+    report = kube.termination_messages(await kube.job_pods(namespace, name))
+    started = (job.get("status") or {}).get("startTime")
+    ok = any(
+        c.get("type") == "Complete" and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
+    restore, probe = _json(report.get("restore")), _json(report.get("probe"))
+    ok = ok and bool(probe.get("ok"))
+    before = [b for b in found or [] if started and b.finished <= parse_time(started)]
+    moment = restore.get("restoredTo")
+    drill: dict[str, Any] = {
+        "job": name,
+        "startedAt": started,
+        "finishedAt": _finished_at(job),
+        "succeededAt": _finished_at(job) if ok else (last or {}).get("succeededAt"),
+        "backupLabel": max(before, key=lambda b: b.finished).label if before else None,
+        "recoveredTo": repo_status.iso(datetime.fromtimestamp(float(moment), UTC))
+        if moment is not None
+        else None,
+        "recoverySeconds": restore.get("recoverySeconds"),
+        "rows": probe.get("rows"),
+        "result": "Succeeded" if ok else "Failed",
+        "message": _drill_message(ok, restore, probe, report),
+    }
+    if ok:
+        kopf.info(body, reason="DrillSucceeded", message=drill["message"])
+    else:
+        kopf.warn(body, reason="DrillFailed", message=drill["message"])
+    for finished in done:
+        await kube.delete_job(namespace, finished["metadata"]["name"])
+    return drill
+
+
+def _json(message: str | None) -> dict[str, Any]:
+    try:
+        found = json.loads(message or "{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _drill_message(
+    ok: bool, restore: Mapping[str, Any], probe: Mapping[str, Any], report: Mapping[str, str]
+) -> str:
+    if ok:
+        rows = sum((probe.get("rows") or {}).values())
+        return (
+            f"restored and booted in {restore.get('recoverySeconds')} s; {rows} rows; "
+            f"audit seal chain verifies ({(probe.get('seals') or {}).get('checked')} rows)"
+        )
+    if not restore:
+        return "the restore did not finish: " + (report.get("restore") or "no report")[-300:]
+    if probe and not probe.get("ok"):
+        return f"the restored audit trail does not verify: {probe.get('seals')}"
+    return "the probe did not finish: " + (report.get("probe") or "no report")[-300:]
+
+
+async def _report_skips(body: kopf.Body, memo: kopf.Memo, namespace: str, name: str) -> None:
+    """One Event per backup that found another one of the stanza running and stood down."""
+    seen: set[str] = memo.setdefault("skipped", set())
+    for pod in await kube.pods(namespace, {LABEL: name}):
+        job = pod["metadata"].get("labels", {}).get("job-name", "")
+        message = kube.termination_messages([pod]).get("pgbackrest", "")
+        if message.startswith("skipped") and job not in seen:
+            seen.add(job)
+            kopf.warn(body, reason="BackupSkipped", message=f"{job}: {message}")
 
 
 def _due(memo: kopf.Memo, meta: kopf.Meta, status: kopf.Status) -> bool:
@@ -207,6 +323,100 @@ def _due(memo: kopf.Memo, meta: kopf.Meta, status: kopf.Status) -> bool:
         return True
     last = memo.get("refreshed")
     return last is None or time.monotonic() - last >= settings().backup_status_interval_s
+
+
+def assess(
+    spec: Mapping[str, Any],
+    found: list[repo_status.Backup] | None,
+    archiver: repo_status.Archiver | Exception | None,
+    drill: Mapping[str, Any] | None,
+    now: datetime,
+    created: datetime,
+) -> list[dict[str, Any]]:
+    """The conditions, from what could be read this time (None or an exception: not read)."""
+    grace = timedelta(seconds=int(spec.get("jobDeadlineSeconds", 7200)))
+    days = timedelta(days=int((spec.get("retention") or {}).get("pitrWindowDays", 7)))
+    result = []
+    if found is None:
+        result += [
+            conditions.unknown("BackupFresh", "RepositoryUnreadable"),
+            conditions.unknown("WindowMet", "RepositoryUnreadable"),
+        ]
+    else:
+        fresh, fresh_msg = freshness(spec.get("schedules") or {}, found, now, created, grace)
+        result.append(
+            conditions.condition("BackupFresh", fresh, "Fresh" if fresh else "Overdue", fresh_msg)
+        )
+        last = archiver.last_archived if isinstance(archiver, repo_status.Archiver) else None
+        window = repo_status.window(found, last)
+        span = window.short() if window else "nothing"
+        if window is not None and window.length >= days:
+            result.append(conditions.condition("WindowMet", True, "Met", f"{span} ≥ {days.days}d"))
+        elif now - created < days:
+            result.append(
+                conditions.condition("WindowMet", True, "Filling", f"{span} of {days.days}d so far")
+            )
+        else:
+            result.append(
+                conditions.condition("WindowMet", False, "WindowShort", f"{span} < {days.days}d")
+            )
+    result.append(_wal(archiver, spec))
+    if spec.get("drill"):
+        result.append(_verified(spec["drill"], drill, now, created))
+    return result
+
+
+def _wal(archiver: repo_status.Archiver | Exception | None, spec: Mapping[str, Any]) -> Any:
+    if archiver is None:
+        return conditions.unknown(
+            "WALArchiving", "NotConfigured", "no databaseSecretRef: pg_stat_archiver not read"
+        )
+    if isinstance(archiver, Exception):
+        return conditions.unknown("WALArchiving", "DatabaseUnreadable", f"{archiver}")
+    if not archiver.healthy:
+        when = archiver.last_failed.isoformat() if archiver.last_failed else "?"
+        return conditions.condition(
+            "WALArchiving",
+            False,
+            "ArchiveFailing",
+            f"{archiver.failed} failures, last {archiver.last_failed_wal} at {when}",
+        )
+    after = timedelta(seconds=int(spec.get("walStallSeconds", 900)))
+    if archiver.stalled(after):
+        last = repo_status.iso(archiver.last_archived) if archiver.last_archived else "never"
+        return conditions.condition(
+            "WALArchiving",
+            False,
+            "ArchiveStalled",
+            f"{archiver.waiting} segments wait; last archived {last}, no failure reported",
+        )
+    return conditions.condition(
+        "WALArchiving", True, "Archiving", f"{archiver.archived} segments archived"
+    )
+
+
+def _verified(
+    drill_spec: Mapping[str, Any], last: Mapping[str, Any] | None, now: datetime, created: datetime
+) -> dict[str, Any]:
+    grace = timedelta(seconds=int(drill_spec.get("deadlineSeconds", 21600)))
+    due: datetime = croniter(drill_spec["schedule"], now - grace).get_prev(datetime)
+    if last and last.get("result") == "Failed":
+        return conditions.condition(
+            "RestoreVerified", False, "DrillFailed", str(last.get("message") or "")
+        )
+    succeeded = last.get("succeededAt") if last else None
+    if succeeded and parse_time(succeeded) >= due:
+        return conditions.condition(
+            "RestoreVerified", True, "Verified", str((last or {}).get("message") or "")
+        )
+    if due < created:
+        return conditions.condition("RestoreVerified", True, "NotYetDue", "no drill was due yet")
+    return conditions.condition(
+        "RestoreVerified",
+        False,
+        "DrillOverdue",
+        f"no successful drill since {repo_status.iso(due)}",
+    )
 
 
 @kopf.timer(GROUP, VERSION, "backupschedules", interval=settings().tick_s)
@@ -232,78 +442,91 @@ async def reconcile(
         one_off = await backup_now(body, spec, meta, status, namespace, name)
         if one_off is not None:
             patch.status["oneOffBackup"] = one_off
-        found = await _repository(namespace, spec)
-        archiver = await _archiver(namespace, spec)
-        failure = _last_failure(await kube.jobs(namespace, {LABEL: name}))
-    except (kube.MissingReference, BackupError, OSError, asyncpg.PostgresError) as exc:
+        jobs = await kube.jobs(namespace, {LABEL: name})
+        await _report_skips(body, memo, namespace, name)
+    except (kube.MissingReference, ApiException) as exc:
         conditions.fail(
             patch,
             status,
             body,
             memo,
             kind=KIND,
-            reason="RepositoryUnreadable",
+            reason="ApiError",
             exc=exc,
             generation=generation,
             retry=int(kwargs.get("retry", 0)),
         )
-    conditions.recovered(memo)
+    found: list[repo_status.Backup] | None
+    try:
+        found, repo_error = await _repository(namespace, spec), None
+    except (kube.MissingReference, BackupError, OSError, subprocess.TimeoutExpired) as exc:
+        found, repo_error = None, exc
+    archiver: repo_status.Archiver | Exception | None
+    try:
+        archiver = await _archiver(namespace, spec)
+    except (kube.MissingReference, OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        archiver = exc
+    drill = await _drills(body, status, jobs, found, namespace) or status.get("lastDrill")
 
-    now = datetime.now(UTC)
+    # The database's clock when it answered: the pod's may be skewed.
+    now = archiver.now if isinstance(archiver, repo_status.Archiver) and archiver.now else None
+    now = now or datetime.now(UTC)
     created = datetime.fromisoformat(
         meta.get("creationTimestamp", now.isoformat()).replace("Z", "+00:00")
     )
-    grace = timedelta(seconds=int(spec.get("jobDeadlineSeconds", 7200)))
-    fresh, fresh_msg = freshness(spec.get("schedules") or {}, found, now, created, grace)
-    window = repo_status.window(found, archiver.last_archived if archiver else None)
-    latest = repo_status.latest_by_kind(found)
-    if archiver is None:
-        wal = conditions.condition(
-            "WALArchiving", False, "Unknown", "no databaseSecretRef: pg_stat_archiver not read"
-        )
-        wal["status"] = "Unknown"
-    elif archiver.healthy:
-        wal = conditions.condition(
-            "WALArchiving", True, "Archiving", f"{archiver.archived} segments archived"
+    parts = assess(spec, found, archiver, drill, now, created)
+    if repo_error is not None:
+        ready = conditions.condition(
+            "Ready", False, "RepositoryUnreadable", f"{type(repo_error).__name__}: {repo_error}"
         )
     else:
-        wal = conditions.condition(
-            "WALArchiving",
-            False,
-            "ArchiveFailing",
-            f"{archiver.failed} failures, last {archiver.last_failed_wal} at "
-            f"{archiver.last_failed.isoformat() if archiver.last_failed else '?'}",
-        )
-    for kind, backup in latest.items():
-        metrics.BACKUP_FINISHED.labels(namespace, name, kind).set(backup.finished.timestamp())
-    if archiver is not None:
-        metrics.WAL_ARCHIVING.labels(namespace, name).set(1 if archiver.healthy else 0)
-    failing = archiver is not None and not archiver.healthy
-    conditions.warn_once(memo, "wal_failing", failing, body, "WALArchivingFailing", wal["message"])
-    conditions.warn_once(memo, "overdue", not fresh, body, "BackupOverdue", fresh_msg)
+        ready = conditions.summary(parts, "Recoverable", f"{len(found or [])} backups")
+    last_archived = archiver.last_archived if isinstance(archiver, repo_status.Archiver) else None
+    window = repo_status.window(found, last_archived) if found is not None else None
+    _publish(body, memo, namespace, name, [ready, *parts])
+    metrics.backup_figures(namespace, name, found, window, archiver, drill)
     patch.status.update(
         {
-            "lastBackups": {kind: b.as_status() for kind, b in latest.items()},
-            "lastBackup": repo_status.iso(max(b.finished for b in found)) if found else None,
-            "recoveryWindow": (
-                {"from": repo_status.iso(window.start), "to": repo_status.iso(window.end)}
-                if window
-                else None
-            ),
-            "lastFailure": failure,
-            "conditions": conditions.merged(
-                old,
-                [
-                    conditions.condition(
-                        "Ready", True, "Reconciled", f"{len(found)} backups in the repository"
-                    ),
-                    conditions.condition(
-                        "BackupFresh", fresh, "Fresh" if fresh else "Overdue", fresh_msg
-                    ),
-                    wal,
-                ],
-                generation,
-            ),
+            "lastFailure": _last_failure(jobs),
+            "lastDrill": drill,
+            "conditions": conditions.merged(old, [ready, *parts], generation),
         }
     )
-    metrics.succeeded(KIND, namespace, name)
+    if found is not None:  # what could not be read keeps its last reading
+        latest = repo_status.latest_by_kind(found)
+        patch.status.update(
+            {
+                "lastBackups": {kind: b.as_status() for kind, b in latest.items()},
+                "lastBackup": repo_status.iso(max(b.finished for b in found)) if found else None,
+                "recoveryWindow": (
+                    {
+                        "from": repo_status.iso(window.start),
+                        "to": repo_status.iso(window.end),
+                        "length": window.short(),
+                    }
+                    if window
+                    else None
+                ),
+            }
+        )
+    if repo_error is None:
+        conditions.recovered(memo)
+        metrics.succeeded(KIND, namespace, name)
+    else:
+        metrics.failed(KIND)
+
+
+def _publish(
+    body: kopf.Body, memo: kopf.Memo, namespace: str, name: str, parts: list[dict[str, Any]]
+) -> None:
+    """Condition gauges, and one Warning per spell of each failing condition."""
+    for part in parts:
+        metrics.condition(namespace, name, part["type"], part["status"])
+        if part["type"] != "Ready":  # (Ready repeats one of the others)
+            failing = part["status"] == "False"
+            conditions.warn_once(memo, part["type"], failing, body, part["reason"], part["message"])
+
+
+@kopf.on.delete(GROUP, VERSION, "backupschedules", optional=True)
+def forget(namespace: str | None, name: str, **_: Any) -> None:
+    metrics.forget(KIND, namespace or "default", name)

@@ -25,6 +25,25 @@ def condition(type_: str, ok: bool, reason: str, message: str = "") -> dict[str,
     }
 
 
+def unknown(type_: str, reason: str, message: str = "") -> dict[str, Any]:
+    """A condition that could not be evaluated this time: never an old True."""
+    return {"type": type_, "status": "Unknown", "reason": reason, "message": message}
+
+
+def summary(parts: Iterable[Mapping[str, Any]], ok_reason: str, ok_message: str) -> dict[str, Any]:
+    """``Ready`` over other conditions: False if any is False (with its reason), else
+    Unknown if any is Unknown, else True."""
+    parts = list(parts)
+    for status in ("False", "Unknown"):
+        for part in parts:
+            if part["status"] == status:
+                message = f"{part['type']}: {part['message']}"
+                found = condition("Ready", False, part["reason"], message)
+                found["status"] = status
+                return found
+    return condition("Ready", True, ok_reason, ok_message)
+
+
 def merged(
     old: Iterable[Mapping[str, Any]] | None,
     new: Iterable[dict[str, Any]],

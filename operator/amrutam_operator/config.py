@@ -31,6 +31,10 @@ class OperatorSettings(BaseSettings):
     # The image backup and restore Jobs run (it carries pgbackrest), unless a
     # BackupSchedule names its own; and how often backup status is refreshed.
     backup_image: str = "ghcr.io/amrutam/amrutam:latest"
+    # Restore and drill Jobs boot PostgreSQL on what they restored: the database's own
+    # image (PostgreSQL and the same pgBackRest), as the user it runs as.
+    postgres_image: str = "ghcr.io/amrutam/postgresql-pgbackrest:15"
+    postgres_uid: int = Field(999, ge=1)
     backup_status_interval_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9810, ge=0, le=65535, description="0 turns the endpoint off")
     # Threads for blocking calls (Kubernetes client, pgBackRest, Celery control).

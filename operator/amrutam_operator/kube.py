@@ -47,6 +47,7 @@ CALLS = {
     ("batch", "jobs", "list"),
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
+    ("batch", "jobs", "delete"),
     ("platform.amrutam.io", "backupschedules", "get"),
 }
 
@@ -217,16 +218,59 @@ async def job(namespace: str, name: str) -> dict[str, Any] | None:
     return _plain(found)
 
 
-async def ensure_pvc(namespace: str, body: Any) -> None:
-    core = CoreV1Api(client())
+async def pvc(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = await asyncio.to_thread(
+            CoreV1Api(client()).read_namespaced_persistent_volume_claim, name, namespace
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _plain(found)
+
+
+async def create_pvc(namespace: str, body: Any) -> None:
+    await asyncio.to_thread(
+        CoreV1Api(client()).create_namespaced_persistent_volume_claim, namespace, body
+    )
+
+
+async def pods(namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(
+        CoreV1Api(client()).list_namespaced_pod, namespace, label_selector=_selector(labels)
+    )
+    return _labelled(found.items, labels)
+
+
+async def job_pods(namespace: str, job_name: str) -> list[dict[str, Any]]:
+    """The pods the Job controller made for a Job (it labels them with the Job's name)."""
+    return await pods(namespace, {"job-name": job_name})
+
+
+async def delete_job(namespace: str, name: str) -> None:
+    """Delete a Job and, in the background, its pods (and their ephemeral volumes)."""
     try:
         await asyncio.to_thread(
-            core.read_namespaced_persistent_volume_claim, body["metadata"]["name"], namespace
+            BatchV1Api(client()).delete_namespaced_job,
+            name,
+            namespace,
+            propagation_policy="Background",
         )
     except ApiException as exc:
         if exc.status != 404:
             raise
-        await asyncio.to_thread(core.create_namespaced_persistent_volume_claim, namespace, body)
+
+
+def termination_messages(pods: list[dict[str, Any]]) -> dict[str, str]:
+    """Each terminated container's message (the Jobs report results this way)."""
+    found = {}
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated")
+            if terminated and terminated.get("message"):
+                found[container["name"]] = terminated["message"]
+    return found
 
 
 async def custom_object(namespace: str, plural: str, name: str) -> dict[str, Any] | None:

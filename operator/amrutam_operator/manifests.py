@@ -10,13 +10,19 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from amrutam.backups.scripts import BACKUP_SCRIPT, RESTORE_SCRIPT, RUN_DIR
 from amrutam_operator.config import settings
 
 LABEL = "platform.amrutam.io/backup-schedule"
+RESTORE_LABEL = "platform.amrutam.io/restore"
+DRILL_LABEL = "platform.amrutam.io/drill"
 TYPE_LABEL = "platform.amrutam.io/backup-type"
 PGBACKREST_TYPE = {"full": "full", "differential": "diff", "incremental": "incr"}
 CONFIG_DIR = "/etc/pgbackrest"
-MOUNT = "/var/lib/postgresql/restore"
+# Restores lay the data directory out as the chart's PostgreSQL expects it on its volume.
+MOUNT = "/var/lib/postgresql/data"
+PGDATA = f"{MOUNT}/pgdata"
+RESULT = "/dev/termination-log"  # read back by the operator from the pod's status
 # After an outage the CronJob controller starts the most recent missed run only, and only
 # within this long after it was due: one catch-up run, never a burst.
 CATCH_UP_S = 6 * 3600
@@ -26,18 +32,39 @@ def parse_time(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
-def job_pod(
-    name: str,
-    spec: Mapping[str, Any],
-    command: list[str],
-    extra_volumes: list[dict[str, Any]] | None = None,
-    extra_mounts: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+def repo_options(spec: Mapping[str, Any]) -> list[str]:
+    """The repository as the BackupSchedule declares it: the spec is the truth for every
+    command the operator runs or builds (options override the ConfigMap's file)."""
+    repo = spec["repo"]
+    options = [f"--repo1-type={repo['type']}", f"--repo1-path={repo.get('path', '/pgbackrest')}"]
+    s3 = repo.get("s3")
+    if repo["type"] == "s3" and s3:
+        options += [
+            f"--repo1-s3-bucket={s3['bucket']}",
+            f"--repo1-s3-endpoint={s3['endpoint']}",
+            f"--repo1-s3-region={s3['region']}",
+            f"--repo1-s3-uri-style={s3.get('uriStyle', 'path')}",
+        ]
+    return options
+
+
+def retention(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Expiry after each backup keeps full backups (and their WAL) for the window."""
+    days = int((spec.get("retention") or {}).get("pitrWindowDays", 7))
+    return {
+        "PGBACKREST_REPO1_RETENTION_FULL_TYPE": "time",
+        "PGBACKREST_REPO1_RETENTION_FULL": f"{days}",
+    }
+
+
+def _env(spec: Mapping[str, Any], **values: str) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "PGBACKREST_CONFIG", "value": f"{CONFIG_DIR}/pgbackrest.conf"},
         # The root filesystem is read-only: logs and locks go to the pod's emptyDir.
         {"name": "PGBACKREST_LOG_PATH", "value": "/tmp"},  # noqa: S108
         {"name": "PGBACKREST_LOCK_PATH", "value": "/tmp"},  # noqa: S108
+        {"name": "RESULT", "value": RESULT},
+        *({"name": k, "value": v} for k, v in values.items()),
     ]
     s3 = spec["repo"].get("s3")
     if spec["repo"]["type"] == "s3" and s3:
@@ -52,72 +79,120 @@ def job_pod(
                 "valueFrom": {"secretKeyRef": {"name": secret, "key": "secret"}},
             },
         ]
-    volumes: list[dict[str, Any]] = [
+    return env
+
+
+def _container(
+    name: str,
+    image: str,
+    command: list[str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    uid: int | None = None,
+) -> dict[str, Any]:
+    security: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    if uid is not None:
+        security |= {"runAsUser": uid, "runAsGroup": uid}
+    return {
+        "name": name,
+        "image": image,
+        "command": command,
+        "env": env,
+        "volumeMounts": mounts,
+        "terminationMessagePath": RESULT,
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": security,
+    }
+
+
+def _pod(
+    labels: Mapping[str, str],
+    spec: Mapping[str, Any],
+    containers: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    uid: int,
+) -> dict[str, Any]:
+    """A Job's pod: the repository's configuration and client certificate mounted, the
+    given volumes, an emptyDir /tmp shared by its containers, never privileged."""
+    volumes = [
         {"name": "config", "configMap": {"name": spec["configMapRef"]["name"]}},
         {"name": "tmp", "emptyDir": {}},
-        *(extra_volumes or []),
+        *volumes,
     ]
-    mounts: list[dict[str, Any]] = [
+    shared = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
-        *(extra_mounts or []),
     ]
     if spec.get("tlsSecretRef"):
         volumes.append(
             {
                 "name": "tls",
-                "secret": {"secretName": spec["tlsSecretRef"]["name"], "defaultMode": 0o400},
+                "secret": {"secretName": spec["tlsSecretRef"]["name"], "defaultMode": 0o440},
             }
         )
-        mounts.append({"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True})
+        shared.append({"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True})
+    for container in containers:
+        container["volumeMounts"] = [*shared, *container["volumeMounts"]]
     return {
-        "metadata": {"labels": {LABEL: name}},
+        "metadata": {"labels": dict(labels)},
         "spec": {
             "restartPolicy": "Never",
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "runAsGroup": 10001,
-                "fsGroup": 10001,
+                "runAsUser": uid,
+                "runAsGroup": uid,
+                "fsGroup": uid,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [
-                {
-                    "name": "pgbackrest",
-                    "image": spec.get("image") or settings().backup_image,
-                    "command": command,
-                    "env": env,
-                    "volumeMounts": mounts,
-                    "resources": {
-                        "requests": {"cpu": "250m", "memory": "256Mi"},
-                        "limits": {"memory": "1Gi"},
-                    },
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "readOnlyRootFilesystem": True,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
+            "containers": containers,
             "volumes": volumes,
         },
     }
 
 
 def backup_job_spec(name: str, spec: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    stanza = spec.get("stanza", "amrutam")
-    command = ["pgbackrest", f"--stanza={stanza}", f"--type={PGBACKREST_TYPE[kind]}", "backup"]
+    deadline = int(spec.get("jobDeadlineSeconds", 7200))
+    command = [
+        "sh",
+        "-c",
+        BACKUP_SCRIPT,
+        "backup",
+        f"--stanza={spec.get('stanza', 'amrutam')}",
+        *repo_options(spec),
+    ]
+    # Wait for a running backup for at most half the deadline, leaving the other half
+    # for this backup itself.
+    env = _env(
+        spec,
+        PGBACKREST_TYPE=PGBACKREST_TYPE[kind],
+        **retention(spec),
+        LOCK_WAIT_S=str(deadline // 2),
+        LOCK_POLL_S="5",
+    )
+    image = spec.get("image") or settings().backup_image
     return {
         "backoffLimit": 1,
         # A backup that runs longer is failed, not left hanging.
-        "activeDeadlineSeconds": int(spec.get("jobDeadlineSeconds", 7200)),
+        "activeDeadlineSeconds": deadline,
         "ttlSecondsAfterFinished": 7 * 86400,
-        "template": job_pod(name, spec, command),
+        "template": _pod(
+            {LABEL: name, TYPE_LABEL: kind},
+            spec,
+            [_container("pgbackrest", image, command, env, [])],
+            [],
+            10001,
+        ),
     }
 
 
 def cronjob(name: str, spec: Mapping[str, Any], kind: str, schedule: str) -> dict[str, Any]:
+    """The CronJob for one backup type, or for the restore drill (``kind="drill"``)."""
     labels = {LABEL: name, TYPE_LABEL: kind, "app.kubernetes.io/managed-by": "amrutam-operator"}
+    job = drill_job_spec(name, spec) if kind == "drill" else backup_job_spec(name, spec, kind)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -130,43 +205,108 @@ def cronjob(name: str, spec: Mapping[str, Any], kind: str, schedule: str) -> dic
             "suspend": bool(spec.get("suspend", False)),
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": labels},
-                "spec": backup_job_spec(name, spec, kind),
-            },
+            "jobTemplate": {"metadata": {"labels": labels}, "spec": job},
         },
     }
 
 
-def restore_job(
-    name: str, generation: int, spec: dict[str, Any], schedule: dict[str, Any]
-) -> dict[str, Any]:
-    target, claim = spec["target"], spec["into"]["persistentVolumeClaim"]
-    source = schedule["spec"]
+def restore_options(target: Mapping[str, Any]) -> list[str]:
+    if target.get("latest"):
+        return []
+    moment = parse_time(target["time"]).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+    return ["--type=time", f"--target={moment}", "--target-action=promote"]
+
+
+def _restore_container(source: Mapping[str, Any], target: Mapping[str, Any], **env: str) -> Any:
     command = [
-        "pgbackrest",
+        "sh",
+        "-c",
+        RESTORE_SCRIPT,
+        "restore",
         f"--stanza={source.get('stanza', 'amrutam')}",
-        f"--pg1-path={MOUNT}/pgdata",
+        *repo_options(source),
+        *restore_options(target),
     ]
-    if not target.get("latest"):
-        moment = parse_time(target["time"]).strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        command += ["--type=time", f"--target={moment}", "--target-action=promote"]
-    command.append("restore")
-    pod = job_pod(
-        name,
-        source,
+    return _container(
+        "restore",
+        settings().postgres_image,
         command,
-        extra_volumes=[{"name": "restore", "persistentVolumeClaim": {"claimName": claim["name"]}}],
-        extra_mounts=[{"name": "restore", "mountPath": MOUNT}],
+        _env(
+            source, PGDATA=PGDATA, RUN_DIR=RUN_DIR, PGBACKREST_SPOOL_PATH=f"{RUN_DIR}/spool", **env
+        ),
+        [{"name": "data", "mountPath": MOUNT}],
+    )
+
+
+def restore_job(
+    name: str, generation: int, spec: Mapping[str, Any], schedule: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Restore into the claim, boot PostgreSQL on it to the target, report the point
+    reached (the container's termination message), and leave it ready to serve."""
+    claim = spec["into"]["persistentVolumeClaim"]["name"]
+    pod = _pod(
+        {RESTORE_LABEL: name},
+        schedule["spec"],
+        [_restore_container(schedule["spec"], spec["target"])],
+        [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}],
+        settings().postgres_uid,
     )
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": f"{name}-restore-g{generation}",
-            "labels": {"platform.amrutam.io/restore": name},
-        },
+        "metadata": {"name": f"{name}-restore-g{generation}", "labels": {RESTORE_LABEL: name}},
         "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 6 * 3600, "template": pod},
+    }
+
+
+def drill_job_spec(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Restore the latest backup into a scratch volume that lives and dies with the pod,
+    boot it, and probe it: row counts and the audit seal chain (the probe container)."""
+    drill = spec["drill"]
+    key = drill["signingKeySecretRef"]
+    probe = _container(
+        "probe",
+        spec.get("image") or settings().backup_image,
+        ["amrutam", "backup", "probe", f"--socket-dir={RUN_DIR}", f"--result={RESULT}"],
+        [
+            {
+                "name": "AMRUTAM_AUDIT_SIGNING_KEY",
+                "valueFrom": {"secretKeyRef": {"name": key["name"], "key": key["key"]}},
+            }
+        ],
+        [],
+        uid=10001,
+    )
+    scratch = {
+        "name": "data",
+        "ephemeral": {
+            "volumeClaimTemplate": {
+                "metadata": {"labels": {DRILL_LABEL: name}},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": drill.get("storage", "50Gi")}},
+                    **(
+                        {"storageClassName": drill["storageClassName"]}
+                        if drill.get("storageClassName")
+                        else {}
+                    ),
+                },
+            }
+        },
+    }
+    deadline = int(drill.get("deadlineSeconds", 6 * 3600))
+    container = _restore_container(spec, {"latest": True}, PROBE_WAIT_S=str(deadline))
+    return {
+        "backoffLimit": 0,
+        "activeDeadlineSeconds": deadline,
+        "ttlSecondsAfterFinished": 7 * 86400,
+        "template": _pod(
+            {LABEL: name, DRILL_LABEL: name},
+            spec,
+            [container, probe],
+            [scratch],
+            settings().postgres_uid,
+        ),
     }
 
 

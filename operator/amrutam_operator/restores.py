@@ -1,21 +1,29 @@
 """PointInTimeRestore: a restore Job into a new volume, never over the running database.
 
-A target outside the schedule's recovery window is refused before anything is created.
-Every spec change (a new generation) is a new attempt with its own Job, so a failed
-restore is retried by editing the resource.
+A target outside the schedule's recovery window, or a claim that exists and was not
+made by the operator for this same restore (the live database's, say), is refused
+before anything is created. Each spec change (a new generation) is a new attempt with
+its own Job; a change while an attempt runs waits for it to end, so two Jobs never write
+into one volume. ``restoredTo`` is what the Job's restored server reached, read back
+from its termination message. An API error leaves the attempt to be retried: the
+generation counts as observed only once its Job exists.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from amrutam.backups.status import Window, iso
 from amrutam_operator import conditions, kube, manifests, metrics
-from amrutam_operator.config import GROUP, VERSION, settings
+from amrutam_operator.config import GROUP, VERSION, backoff, settings
 
 KIND = "PointInTimeRestore"
+OWNER = "platform.amrutam.io/restore-uid"  # on a claim: the restore that created it
 
 
 def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | None:
@@ -37,11 +45,140 @@ def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | No
     return None
 
 
+def claim_refusal(claim: dict[str, Any] | None, uid: str) -> str | None:
+    """A restore writes only into a claim it creates, or created before for itself."""
+    if claim is None:
+        return None
+    name = claim["metadata"]["name"]
+    if (claim["metadata"].get("annotations") or {}).get(OWNER) == uid:
+        return None
+    return f"persistentVolumeClaim {name!r} exists and was not created for this restore"
+
+
 def _finished(job: dict[str, Any] | None) -> tuple[str, str] | None:
-    for cond in ((job or {}).get("status") or {}).get("conditions") or []:
+    if job is None:
+        return "Failed", "the restore Job is gone"
+    for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
             return cond["type"], cond.get("message") or cond.get("reason") or ""
     return None
+
+
+def reached(message: str | None) -> tuple[str | None, int | None]:
+    """The restore container's report: the point reached and the seconds it took."""
+    try:
+        found = json.loads(message or "")
+    except ValueError:
+        return None, None
+    moment = found.get("restoredTo")
+    when = iso(datetime.fromtimestamp(float(moment), UTC)) if moment is not None else None
+    seconds = found.get("recoverySeconds")
+    return when, int(seconds) if seconds is not None else None
+
+
+def _ready(
+    patch: kopf.Patch, old: Any, generation: int, ok: bool, reason: str, message: str
+) -> None:
+    patch.status["conditions"] = conditions.merged(
+        old, [conditions.condition("Ready", ok, reason, message)], generation
+    )
+
+
+async def _start(
+    spec: kopf.Spec,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    old: Any,
+    namespace: str,
+    name: str,
+    generation: int,
+) -> None:
+    """A new attempt: refused before any work, or a claim and a Job."""
+    now = conditions.now_iso()
+    schedule = await kube.custom_object(
+        namespace, "backupschedules", spec["backupScheduleRef"]["name"]
+    )
+    wanted = manifests.restore_pvc(dict(spec))
+    claim_name = wanted["metadata"]["name"]
+    existing = await kube.pvc(namespace, claim_name)
+    why = refusal(dict(spec["target"]), schedule)
+    reason = "TargetRefused"
+    if why is None:
+        why, reason = claim_refusal(existing, body["metadata"]["uid"]), "ClaimInUse"
+    if why is not None or schedule is None:
+        patch.status.update(
+            {"observedGeneration": generation, "phase": "Failed", "message": why, "finishedAt": now}
+        )
+        _ready(patch, old, generation, False, reason, why or "")
+        kopf.warn(body, reason="RestoreRefused", message=why or "")
+        metrics.failed(KIND)
+        return
+    if existing is None:
+        wanted["metadata"]["labels"] = {manifests.RESTORE_LABEL: name}
+        wanted["metadata"]["annotations"] = {OWNER: body["metadata"]["uid"]}
+        await kube.create_pvc(namespace, wanted)
+    job = manifests.restore_job(name, generation, dict(spec), schedule)
+    kopf.adopt(job, owner=body)
+    await kube.create_job(namespace, job)  # an existing Job of this attempt is kept
+    patch.status.update(
+        {
+            "observedGeneration": generation,
+            "phase": "Running",
+            "startedAt": now,
+            "finishedAt": None,
+            "message": None,
+            "restoredTo": None,
+            "recoverySeconds": None,
+            "job": job["metadata"]["name"],
+        }
+    )
+    _ready(patch, old, generation, False, "Restoring", f"job {job['metadata']['name']}")
+    kopf.info(body, reason="RestoreStarted", message=job["metadata"]["name"])
+
+
+async def _finish(
+    status: kopf.Status,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    namespace: str,
+    name: str,
+    outcome: tuple[str, str],
+) -> None:
+    kind, message = outcome
+    ok = kind == "Complete"
+    generation = int(status.get("observedGeneration") or 1)
+    report = kube.termination_messages(await kube.job_pods(namespace, status["job"]))
+    restored_to, seconds = reached(report.get("restore"))
+    if ok and restored_to is None:
+        message = "no transaction was replayed after the backup: restored to the backup's end"
+    patch.status.update(
+        {
+            "phase": "Succeeded" if ok else "Failed",
+            "finishedAt": conditions.now_iso(),
+            "restoredTo": restored_to,
+            "recoverySeconds": seconds,
+            "message": message or None,
+        }
+    )
+    detail = message or (
+        f"restored to {restored_to} in {seconds} s"
+        if ok
+        else "the restore Job failed; edit the spec to retry"
+    )
+    _ready(
+        patch,
+        status.get("conditions"),
+        generation,
+        ok,
+        "Restored" if ok else "RestoreFailed",
+        detail,
+    )
+    if ok:
+        kopf.info(body, reason="RestoreSucceeded", message=detail)
+        metrics.succeeded(KIND, namespace, name)
+    else:
+        kopf.warn(body, reason="RestoreFailed", message=detail)
+        metrics.failed(KIND)
 
 
 @kopf.timer(GROUP, VERSION, "pointintimerestores", interval=settings().tick_s)
@@ -53,91 +190,30 @@ async def reconcile(
     patch: kopf.Patch,
     namespace: str | None,
     name: str,
+    retry: int = 0,
     **_: Any,
 ) -> None:
     generation, namespace = int(meta.get("generation") or 1), namespace or "default"
-    old = status.get("conditions")
-    now = conditions.now_iso()
-
-    if status.get("observedGeneration") != generation:  # a new attempt
-        ref = spec["backupScheduleRef"]["name"]
-        schedule = await kube.custom_object(namespace, "backupschedules", ref)
-        why = refusal(dict(spec["target"]), schedule)
-        patch.status["observedGeneration"] = generation
-        if why is not None or schedule is None:
-            patch.status.update(
-                {
-                    "phase": "Failed",
-                    "message": why,
-                    "finishedAt": now,
-                    "conditions": conditions.merged(
-                        old,
-                        [conditions.condition("Ready", False, "TargetRefused", why or "")],
-                        generation,
-                    ),
-                }
-            )
-            kopf.warn(body, reason="RestoreRefused", message=why or "")
-            metrics.failed(KIND)
+    changed = status.get("observedGeneration") != generation
+    try:
+        if status.get("phase") == "Running" and status.get("job"):
+            outcome = _finished(await kube.job(namespace, status["job"]))
+            if outcome is not None:
+                await _finish(status, body, patch, namespace, name, outcome)
+            elif changed:  # never a second Job into the same volume
+                _ready(
+                    patch,
+                    status.get("conditions"),
+                    int(status.get("observedGeneration") or 1),
+                    False,
+                    "Restoring",
+                    f"job {status['job']} runs; the changed spec starts when it ends",
+                )
             return
-        job = manifests.restore_job(name, generation, dict(spec), schedule)
-        claim = manifests.restore_pvc(dict(spec))
-        kopf.adopt(job, owner=body)
-        await kube.ensure_pvc(namespace, claim)
-        await kube.create_job(namespace, job)
-        patch.status.update(
-            {
-                "phase": "Running",
-                "startedAt": now,
-                "finishedAt": None,
-                "message": None,
-                "job": job["metadata"]["name"],
-                "conditions": conditions.merged(
-                    old,
-                    [
-                        conditions.condition(
-                            "Ready", False, "Restoring", f"job {job['metadata']['name']}"
-                        )
-                    ],
-                    generation,
-                ),
-            }
-        )
-        kopf.info(body, reason="RestoreStarted", message=job["metadata"]["name"])
-        return
-
-    if status.get("phase") != "Running" or not status.get("job"):
-        return
-    outcome = _finished(await kube.job(namespace, status["job"]))
-    if outcome is None:
-        return
-    kind, message = outcome
-    ok = kind == "Complete"
-    target = spec["target"]
-    patch.status.update(
-        {
-            "phase": "Succeeded" if ok else "Failed",
-            "finishedAt": now,
-            "restoredTo": ("latest" if target.get("latest") else target["time"]) if ok else None,
-            "message": message or None,
-            "conditions": conditions.merged(
-                old,
-                [
-                    conditions.condition(
-                        "Ready",
-                        ok,
-                        "Restored" if ok else "RestoreFailed",
-                        message
-                        or ("restored" if ok else "the restore job failed; edit the spec to retry"),
-                    )
-                ],
-                generation,
-            ),
-        }
-    )
-    if ok:
-        kopf.info(body, reason="RestoreSucceeded", message=status["job"])
-        metrics.succeeded(KIND, namespace, name)
-    else:
-        kopf.warn(body, reason="RestoreFailed", message=message or status["job"])
+        if changed:
+            await _start(spec, body, patch, status.get("conditions"), namespace, name, generation)
+    except (ApiException, kube.MissingReference) as exc:
+        # The generation stays unobserved, so the attempt is retried; the condition says why.
+        _ready(patch, status.get("conditions"), generation, False, "ApiError", f"{exc}")
         metrics.failed(KIND)
+        raise kopf.TemporaryError(str(exc), delay=backoff(retry)) from exc

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+import urllib3
 
 from amrutam.backups.config import archiving_settings, prepare_local
 from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
-from amrutam.infra.system import as_postgres_user
+from amrutam.infra.system import as_postgres_user, chown_to_postgres, port_in_use
+from tests.servers import ROOT
 
 STANZA = "amrutam"
 
@@ -112,4 +116,106 @@ def self_signed(key: Path, cert: Path, subject: str) -> None:
         str(key),
         "-out",
         str(cert),
+    )
+
+
+CLIENT_CN = "pgbackrest-client"
+
+
+def certificates(folder: Path) -> dict[str, str]:
+    """A CA, a server certificate for localhost, a client certificate, and one for both
+    uses (the chart's arrangement: one secret serves the servers and the clients)."""
+    folder.mkdir()
+    ca_key, ca = folder / "ca.key", folder / "ca.crt"
+    self_signed(ca_key, ca, "/CN=amrutam-test-ca")
+    for name, subject, extension in [
+        ("server", "/CN=localhost", "subjectAltName=DNS:localhost"),
+        ("client", f"/CN={CLIENT_CN}", "extendedKeyUsage=clientAuth"),
+        (
+            "both",
+            f"/CN={CLIENT_CN}",
+            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth",
+        ),
+    ]:
+        key, csr, crt = (folder / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+        openssl(
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            subject,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        )
+        extfile = folder / f"{name}.ext"
+        extfile.write_text(extension + "\n")
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(extfile),
+            "-out",
+            str(crt),
+        )
+    for path in [folder, *folder.iterdir()]:
+        chown_to_postgres(path)
+    return {
+        "ca_file": str(ca),
+        "server_cert": str(folder / "server.crt"),
+        "server_key": str(folder / "server.key"),
+        "client_cert": str(folder / "client.crt"),
+        "client_key": str(folder / "client.key"),
+        "both_cert": str(folder / "both.crt"),
+        "both_key": str(folder / "both.key"),
+    }
+
+
+BUCKET = "amrutam-backups"
+KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET": "test-secret"}
+
+
+@pytest.fixture(scope="module")
+def s3_port(workdir: Path) -> Iterator[int]:
+    port, cert, key = free_port(), workdir / "s3.crt", workdir / "s3.key"
+    self_signed(key, cert, "/CN=127.0.0.1")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not port_in_use(port):
+        assert server.poll() is None, "the S3 server exited"
+        assert time.monotonic() < deadline, "the S3 server did not start"
+        time.sleep(0.1)
+    yield port
+    server.terminate()
+    server.wait(10)
+
+
+def s3(port: int) -> object:
+    urllib3.disable_warnings()
+    return boto3.client(
+        "s3",
+        endpoint_url=f"https://127.0.0.1:{port}",
+        aws_access_key_id=KEYS["PGBACKREST_REPO1_S3_KEY"],
+        aws_secret_access_key=KEYS["PGBACKREST_REPO1_S3_KEY_SECRET"],
+        region_name="us-east-1",
+        verify=False,  # moto's certificate is self-signed
     )

@@ -4,54 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-import urllib3
 
-from amrutam.dev.servers import free_port
-from amrutam.infra.system import port_in_use
-from tests.backup.conftest import Archived, archived_server, self_signed
-from tests.servers import ROOT
-
-BUCKET = "amrutam-backups"
-KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET": "test-secret"}
-
-
-@pytest.fixture(scope="module")
-def s3_port(workdir: Path) -> Iterator[int]:
-    port, cert, key = free_port(), workdir / "s3.crt", workdir / "s3.key"
-    self_signed(key, cert, "/CN=127.0.0.1")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not port_in_use(port):
-        assert server.poll() is None, "the S3 server exited"
-        assert time.monotonic() < deadline, "the S3 server did not start"
-        time.sleep(0.1)
-    yield port
-    server.terminate()
-    server.wait(10)
-
-
-def s3(port: int) -> object:
-    urllib3.disable_warnings()
-    return boto3.client(
-        "s3",
-        endpoint_url=f"https://127.0.0.1:{port}",
-        aws_access_key_id=KEYS["PGBACKREST_REPO1_S3_KEY"],
-        aws_secret_access_key=KEYS["PGBACKREST_REPO1_S3_KEY_SECRET"],
-        region_name="us-east-1",
-        verify=False,  # moto's certificate is self-signed
-    )
+from tests.backup.conftest import BUCKET, KEYS, Archived, archived_server, s3
 
 
 @pytest.fixture(scope="module")

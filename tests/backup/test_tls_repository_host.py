@@ -16,64 +16,7 @@ from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
 from amrutam.infra.system import as_postgres_user, chown_to_postgres, port_in_use
-from tests.backup.conftest import STANZA, Archived, openssl, self_signed
-
-CLIENT_CN = "pgbackrest-client"
-
-
-def certificates(folder: Path) -> dict[str, str]:
-    """A CA, a server certificate for localhost and a client certificate."""
-    folder.mkdir()
-    ca_key, ca = folder / "ca.key", folder / "ca.crt"
-    self_signed(ca_key, ca, "/CN=amrutam-test-ca")
-    for name, subject, extension in [
-        ("server", "/CN=localhost", "subjectAltName=DNS:localhost"),
-        ("client", f"/CN={CLIENT_CN}", "extendedKeyUsage=clientAuth"),
-    ]:
-        key, csr, crt = (folder / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-        openssl(
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            subject,
-            "-keyout",
-            str(key),
-            "-out",
-            str(csr),
-        )
-        extfile = folder / f"{name}.ext"
-        extfile.write_text(extension + "\n")
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(ca),
-            "-CAkey",
-            str(ca_key),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            str(extfile),
-            "-out",
-            str(crt),
-        )
-    for path in [folder, *folder.iterdir()]:
-        chown_to_postgres(path)
-    return {
-        "ca_file": str(ca),
-        "server_cert": str(folder / "server.crt"),
-        "server_key": str(folder / "server.key"),
-        "client_cert": str(folder / "client.crt"),
-        "client_key": str(folder / "client.key"),
-    }
+from tests.backup.conftest import CLIENT_CN, STANZA, Archived, certificates
 
 
 def folders(root: Path, *names: str) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
-from pathlib import Path
+import re
 from typing import Any
 
 import helm_python as helm
@@ -14,9 +14,9 @@ import pytest
 import yaml
 from amrutam_operator.kube import CALLS
 
+from tests.chart.rendering import CHART, of_kind, render
 from tests.operator.test_crds import validator
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "amrutam"
 KUBERNETES = "1.37.0"
 
 PRODUCTION: dict[str, Any] = {
@@ -32,19 +32,20 @@ PRODUCTION: dict[str, Any] = {
         "tls": {"enabled": True, "secretName": "amrutam-api-tls"},
     },
     "api": {"autoscaling": {"minReplicas": 3, "maxReplicas": 20}},
-    "backups": {
-        "enabled": True,
-        "repo": {
-            "type": "s3",
-            "s3": {
-                "bucket": "amrutam-backups",
-                "region": "eu-central-1",
-                "endpoint": "s3.eu-central-1.amazonaws.com",
-                "credentialsSecret": "amrutam-backup-s3",
-            },
+}
+# Backups are for the chart's own PostgreSQL (a managed database keeps its provider's).
+BACKUPS: dict[str, Any] = {
+    "enabled": True,
+    "repo": {
+        "type": "s3",
+        "s3": {
+            "bucket": "amrutam-backups",
+            "region": "eu-central-1",
+            "endpoint": "s3.eu-central-1.amazonaws.com",
+            "credentialsSecret": "amrutam-backup-s3",
         },
-        "tlsSecret": "amrutam-pgbackrest-client",
     },
+    "tlsSecret": "amrutam-pgbackrest-client",
 }
 MINIMAL: dict[str, Any] = {
     "operator": {"enabled": False},
@@ -59,11 +60,12 @@ MONITORING: dict[str, Any] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
         "prometheusRule": {"enabled": True},
     },
-    "backups": PRODUCTION["backups"],
+    "postgresql": {"enabled": True, "tlsSecret": "amrutam-pgbackrest-tls"},
+    "backups": BACKUPS,
 }
 IN_CLUSTER_POSTGRES: dict[str, Any] = {
     "postgresql": {"enabled": True, "tlsSecret": "amrutam-pgbackrest-tls"},
-    "backups": PRODUCTION["backups"],
+    "backups": BACKUPS,
 }
 VALUE_SETS = {
     "default": {},
@@ -72,21 +74,6 @@ VALUE_SETS = {
     "monitoring": MONITORING,
     "in-cluster-postgres": IN_CLUSTER_POSTGRES,
 }
-
-
-def render(values: dict[str, Any]) -> list[dict[str, Any]]:
-    chart = helm.Chart.load(CHART)
-    out = chart.render(values, name="amrutam", namespace="amrutam", is_install=True)
-    docs = []
-    for path, text in sorted(out.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -266,6 +253,7 @@ def test_network_policies_select_the_pods_they_mean() -> None:
     assert selected("default-deny") == everything
     for component in everything:
         assert selected(f"egress-{component}") == {component}
+    assert not selected("egress-postgresql")  # (none here: the database is managed)
     # F26: the API reaches only PostgreSQL and Redis; only the operator the Kubernetes API.
     egress_ports = {
         name.removeprefix("egress-"): {
@@ -276,7 +264,9 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         if name.startswith("egress-")
     }
     assert egress_ports["api"] == {5432, 6379}
-    assert {c for c, ports in egress_ports.items() if ports & {443, 6443}} == {"operator"}
+    assert {c for c, ports in egress_ports.items() if 6443 in ports} == {"operator"}
+    # HTTPS: the operator (S3, the Kubernetes API) and the in-cluster PostgreSQL (WAL to S3).
+    assert {c for c, ports in egress_ports.items() if 443 in ports} == {"operator", "postgresql"}
     assert selected("api-ingress") == {"api"}
     assert selected("metrics-ingress") == {"api", "worker", "operator"}
     # Only the ingress controller may open the API port (F26: a monitoring pod could
@@ -308,7 +298,7 @@ def test_production_values_use_the_existing_secret_and_tls() -> None:
     api = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "amrutam-api")
     env = api["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {"amrutam-env"}
-    (schedule,) = of_kind(docs, "BackupSchedule")
+    (schedule,) = of_kind(render(IN_CLUSTER_POSTGRES), "BackupSchedule")
     assert schedule["spec"]["repo"]["s3"]["credentialsSecretRef"] == {"name": "amrutam-backup-s3"}
 
 
@@ -330,7 +320,25 @@ def test_monitoring_renders_slo_burn_rate_and_backup_alerts() -> None:
         "AmrutamWriteLatencyBudgetFastBurn",
         "AmrutamBackupStale",
         "AmrutamWALArchivingFailing",
+        "AmrutamNotRecoverable",
+        "AmrutamOperatorAbsent",
     } <= alerts
+    # Every operator series an alert reads is one the operator exports.
+    from amrutam_operator import metrics
+    from prometheus_client import REGISTRY
+
+    families = list(REGISTRY.collect())
+    exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+    assert metrics.BACKUP_CONDITION  # (imported: registered)
+    read = {
+        name
+        for g in rule["spec"]["groups"]
+        for r in g["rules"]
+        if "alert" in r
+        for name in re.findall(r"amrutam_(?:backup|operator)_[a-z_]+", r["expr"])
+    }
+    assert read
+    assert read <= exported, read - exported
     records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
     assert any('le="0.2"' in r["expr"] for r in records)
     assert any('le="0.5"' in r["expr"] for r in records)
@@ -377,13 +385,17 @@ def test_incomplete_feature_values_are_refused() -> None:
     backups = with_value("backups.enabled", True)
     with pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(backups))
-    posix_backups = {"backups": {**PRODUCTION["backups"], "repo": {"type": "posix"}}}
+    posix_backups = {**IN_CLUSTER_POSTGRES, "backups": {**BACKUPS, "repo": {"type": "posix"}}}
     with pytest.raises(helm.HelmValuesError):
         chart.validate_schema(chart.merge_values(posix_backups))
-    with pytest.raises(helm.HelmValuesError):  # the TLS arrangement needs certificates
-        chart.validate_schema(chart.merge_values(with_value("postgresql.enabled", True)))
-    good = copy.deepcopy(PRODUCTION)
-    chart.validate_schema(chart.merge_values(good))
+    managed = {**PRODUCTION, "backups": BACKUPS}  # no pgBackRest server beside a managed DB
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema(chart.merge_values(managed))
+    no_tls = {"postgresql": {"enabled": True}, "backups": BACKUPS}
+    with pytest.raises(helm.HelmValuesError):  # the TLS server needs its certificate
+        chart.validate_schema(chart.merge_values(no_tls))
+    for good in (PRODUCTION, IN_CLUSTER_POSTGRES, {"postgresql": {"enabled": True}}):
+        chart.validate_schema(chart.merge_values(copy.deepcopy(good)))
 
 
 def test_skaffold_builds_the_image_the_chart_deploys() -> None:
@@ -412,24 +424,26 @@ def test_skaffold_builds_the_image_the_chart_deploys() -> None:
                     kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
 
-def test_in_cluster_postgresql_runs_the_pgbackrest_tls_arrangement() -> None:
+def test_in_cluster_postgresql_archives_to_s3_and_serves_backup_jobs_over_tls() -> None:
     docs = render(IN_CLUSTER_POSTGRES)
-    sets = {d["metadata"]["name"]: d for d in of_kind(docs, "StatefulSet")}
-    database = sets["amrutam-postgresql"]["spec"]["template"]["spec"]
-    assert [c["name"] for c in database["containers"]] == ["postgresql", "pgbackrest"]
-    assert any("archive_command=pgbackrest" in a for a in database["containers"][0]["args"])
-    repo = sets["amrutam-pgbackrest-repo"]["spec"]["template"]["spec"]["containers"][0]
-    assert repo["command"][-1] == "server"
+    (database,) = of_kind(docs, "StatefulSet")
+    pod = database["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["postgresql", "pgbackrest"]
+    assert any("archive_command=pgbackrest" in a for a in pod["containers"][0]["args"])
+    assert pod["containers"][1]["command"][-1] == "server"
+    s3_keys = {e["name"] for e in pod["containers"][0]["env"] if "valueFrom" in e}
+    assert {"PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"} <= s3_keys
     configs = {
         d["metadata"]["name"]: d["data"].get("pgbackrest.conf") for d in of_kind(docs, "ConfigMap")
     }
-    assert "repo1-host=amrutam-pgbackrest-repo" in configs["amrutam-pgbackrest-db"]
-    assert "pg1-host=amrutam-postgresql" in configs["amrutam-pgbackrest-repo"]
-    assert "pg1-host=amrutam-postgresql" in configs["amrutam-pgbackrest"]  # backup Jobs
+    assert "repo1-type=s3" in configs["amrutam-pgbackrest-db"]  # WAL goes straight to S3
+    jobs_config = configs["amrutam-pgbackrest"]
+    assert "pg1-host=amrutam-postgresql" in jobs_config
+    assert "repo1-" not in jobs_config  # the BackupSchedule's spec is the repository's truth
     (secret,) = of_kind(docs, "Secret")
     url = base64.b64decode(secret["data"]["AMRUTAM_DATABASE_URL"]).decode()
     assert "@amrutam-postgresql:5432/amrutam" in url
-    # Only the platform's pods reach PostgreSQL.
+    # Only the platform's pods reach PostgreSQL, only backup Jobs its pgBackRest server.
     policy = next(
         p
         for p in of_kind(docs, "NetworkPolicy")
@@ -449,9 +463,41 @@ def test_in_cluster_postgresql_runs_the_pgbackrest_tls_arrangement() -> None:
         "migrate",
     }
     assert {n for n, labels in pods.items() if matches(policy["spec"]["podSelector"], labels)} == {
-        "postgresql",
-        "pgbackrest-repo",
+        "postgresql"
     }
+    backup_pod = {"platform.amrutam.io/backup-schedule": "amrutam"}
+    assert matches(policy["spec"]["ingress"][1]["from"][0]["podSelector"], backup_pod)
+
+
+def test_without_backups_postgresql_archives_nothing() -> None:
+    """An archive_command that can never succeed would keep every WAL segment."""
+    (database,) = of_kind(render({"postgresql": {"enabled": True}}), "StatefulSet")
+    pod = database["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["postgresql"]
+    assert "args" not in pod["containers"][0]
+
+
+def test_postgresql_starts_on_an_existing_claim_the_runbooks_way_back() -> None:
+    """docs/backup-restore.md: point the chart at the volume a restore filled."""
+    values = {**IN_CLUSTER_POSTGRES, "postgresql": {**IN_CLUSTER_POSTGRES["postgresql"]}}
+    values["postgresql"]["existingClaim"] = "restored-20261129"
+    (database,) = of_kind(render(values), "StatefulSet")
+    assert "volumeClaimTemplates" not in database["spec"]
+    volumes = {v["name"]: v for v in database["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {
+        "name": "data",
+        "persistentVolumeClaim": {"claimName": "restored-20261129"},
+    }
+    mounts = database["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in mounts
+    env = {
+        e["name"]: e.get("value")
+        for e in database["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    # The restore Job lays the data directory out at this same place on its volume.
+    from amrutam_operator.manifests import MOUNT, PGDATA
+
+    assert ("/var/lib/postgresql/data", env["PGDATA"]) == (MOUNT, PGDATA)
 
 
 def test_the_api_never_receives_the_administrators_database_url() -> None:

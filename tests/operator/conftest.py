@@ -101,6 +101,10 @@ class Cluster:
                 await self.delete(plural, name)
             del self._generation[plural, name]
 
+    @staticmethod
+    def now() -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
     def get(self, api: str, plural: str, name: str) -> dict[str, Any]:
         obj: dict[str, Any] = self.emulator.objects[api + "/" + plural, NAMESPACE, name].raw
         return obj
@@ -112,7 +116,12 @@ class Cluster:
         return int(self.get("apps/v1", "deployments", deployment)["spec"]["replicas"])
 
     async def secret(self, name: str, **data: str) -> None:
+        """Create a secret, or set its data when it exists (tests may share one)."""
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        with contextlib.suppress(KeyError):
+            if not self.emulator.objects["v1/secrets", NAMESPACE, name].deleted:
+                await self.patch("v1", "secrets", name, {"data": encoded})
+                return
         await self.create("v1", "secrets", {"metadata": {"name": name}, "data": encoded})
 
     def events(self, about: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from tests.operator.conftest import ROOT, crds
 EXAMPLES = sorted((ROOT / "operator" / "examples").glob("*.yaml"))
 KUBERNETES = "1.37.0"
 
-# Printer columns promised to platform teams (OPERATOR.md), besides Age.
+# Printer columns promised to platform teams (OPERATOR.md and its revision 2), and Age.
 COLUMNS = {
     "AuditPartitionPolicy": [
         "Interval",
@@ -34,10 +34,14 @@ COLUMNS = {
         "Last Backup",
         "Window From",
         "Window To",
+        "Window",
+        "WAL",
+        "Fresh",
+        "Drill",
         "Ready",
         "Age",
     ],
-    "PointInTimeRestore": ["Target", "Phase", "Restored To", "Ready", "Age"],
+    "PointInTimeRestore": ["Target", "Phase", "Claim", "Restored To", "Ready", "Age"],
 }
 SHORT_NAMES = {
     "AuditPartitionPolicy": ["auditpol"],
