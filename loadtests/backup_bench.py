@@ -104,6 +104,13 @@ def main() -> None:
 
         timed("restored server start (WAL replay)", start_and_promote)
         copy.stop()
+        # Writes after the last backup: the drill must replay them from the archive.
+        subprocess.run(
+            as_postgres_user([*pgbench, "-T", "5", "-c", "2", "-N", "bench"]),
+            check=True,
+            capture_output=True,
+        )
+        repo.check()
         report: dict[str, object] = {}
         timed(
             "drill: restore program + boot + probe",

@@ -289,7 +289,9 @@ def test_a_backup_that_cannot_get_the_lock_stands_down_with_a_message(cluster: C
     # starts takes it in pgBackRest's default lock path (/tmp/pgbackrest, the pod's /tmp).
     lock = Path("/tmp/pgbackrest/amrutam-backup.lock")
     before = len(cluster.repository())
-    with lock.open("a") as held:
+    # (read-only: the file is pgBackRest's, made by the backup above; a root-owned one
+    # would lock pgBackRest out of its own lock file)
+    with lock.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         done = cluster.run(job, "stand-down")["pgbackrest"]
     assert done.ok, done.output
