@@ -98,11 +98,12 @@ def repo_size(found: list[Backup]) -> int:
 
 
 def _segment(wal: str | None) -> tuple[int, int] | None:
-    """(timeline, segment number) of a 16 MiB WAL file name; None for other files."""
-    if not wal or len(wal) != 24:
+    """(timeline, segment number) of a 16 MiB WAL segment's name, or of the segment a
+    backup history file (``<segment>.<offset>.backup``) names; None for other files."""
+    if not wal or len(wal) < 24 or (len(wal) > 24 and not wal.endswith(".backup")):
         return None
     try:
-        timeline, log, seg = (int(wal[i : i + 8], 16) for i in (0, 8, 16))
+        timeline, log, seg = (int(wal[i : i + 8], 16) for i in (0, 8, 16))  # the first 24
     except ValueError:
         return None
     return timeline, log * 0x100 + seg

@@ -162,6 +162,7 @@ async def test_wal_archiving_failure_turns_the_condition_false_despite_a_good_ba
     cluster: Cluster, archived: Archived
 ) -> None:
     await repo_config(cluster, "pgbr-wal", archived.repo.config)
+    await cluster.secret("archiver-db", dsn=archived.dsn())
     await cluster.apply("backupschedules", "wal", schedule_spec("pgbr-wal", archived))
     await eventually(
         lambda: (
@@ -347,17 +348,16 @@ async def test_a_stalled_archiver_turns_wal_archiving_false_without_any_failure(
     archived.sql("SELECT pg_reload_conf()")
     try:
         archived.sql("CREATE TABLE IF NOT EXISTS stall_probe (id int)")
-        for _ in range(3):
+
+        def stalled() -> dict[str, Any] | None:
+            # WAL keeps being written (the archiver takes the new command at its own
+            # pace; segments finished before that may still be archived).
             archived.sql("INSERT INTO stall_probe VALUES (1)")
             archived.sql("SELECT pg_switch_wal()")
-        cond = await eventually(
-            lambda: (
-                (c := condition(cluster.resource("backupschedules", "stall"), "WALArchiving"))
-                and c["status"] == "False"
-                and c
-            ),
-            timeout=120,
-        )
+            found = condition(cluster.resource("backupschedules", "stall"), "WALArchiving")
+            return found if found and found["status"] == "False" else None
+
+        cond = await eventually(stalled, timeout=150, every=3)
         assert cond["reason"] == "ArchiveStalled"
         assert "no failure reported" in cond["message"]
         ready = condition(cluster.resource("backupschedules", "stall"), "Ready")

@@ -90,6 +90,15 @@ def test_a_stalled_archiver_makes_ready_false_though_nothing_failed() -> None:
     parts = assess(SPEC, GOOD, stalled, None, NOW, MONTH_AGO)
     assert by_type(parts)["WALArchiving"] == ("False", "ArchiveStalled")
     assert ready(parts)["reason"] == "ArchiveStalled"
+    # The last file archived may be a backup's history file: it names its segment.
+    after_backup = archiver(
+        last_archived=NOW - timedelta(hours=1),
+        last_archived_wal="000000010000000A000000F0.00000028.backup",
+    )
+    assert by_type(assess(SPEC, GOOD, after_backup, None, NOW, MONTH_AGO))["WALArchiving"] == (
+        "False",
+        "ArchiveStalled",
+    )
     # A quiet database (nothing waiting) is not a stalled one, however old the last archive.
     quiet = archiver(last_archived=NOW - timedelta(hours=5), current_wal="000000010000000A000000FF")
     quiet_parts = assess(SPEC, GOOD, quiet, None, NOW, MONTH_AGO)
