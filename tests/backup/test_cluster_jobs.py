@@ -34,7 +34,7 @@ from amrutam.audit.log import SYSTEM, record
 from amrutam.backups import status
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
-from amrutam.infra.system import port_in_use
+from amrutam.infra.system import chown_to_postgres, port_in_use
 from amrutam.settings import DEV_AUDIT_KEY
 from tests.backup.conftest import BUCKET, KEYS, certificates, s3
 from tests.chart.rendering import named, render
@@ -289,8 +289,10 @@ def test_a_backup_that_cannot_get_the_lock_stands_down_with_a_message(cluster: C
     # starts takes it in pgBackRest's default lock path (/tmp/pgbackrest, the pod's /tmp).
     lock = Path("/tmp/pgbackrest/amrutam-backup.lock")
     before = len(cluster.repository())
-    # (read-only: the file is pgBackRest's, made by the backup above; a root-owned one
-    # would lock pgBackRest out of its own lock file)
+    # (pgBackRest removes it when it lets go: made here, it must be the postgres user's,
+    # or pgBackRest would be locked out of its own lock file)
+    lock.touch()
+    chown_to_postgres(lock)
     with lock.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         done = cluster.run(job, "stand-down")["pgbackrest"]
