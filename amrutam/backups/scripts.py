@@ -8,6 +8,9 @@ tests run them with the Jobs' exact arguments and environment.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 RUN_DIR = "/tmp/restore-run"  # noqa: S108  (a pod's emptyDir: socket, logs, hand-over files)
 
 # `pgbackrest "$@" backup`, after an idempotent stanza-create (the first backup of a new
@@ -73,3 +76,19 @@ wait "$pg"
 printf '{"restoredTo": %s, "recoverySeconds": %s}\\n' "${reached:-null}" \\
   "$((recovered - started))" | tee "$RESULT"
 """
+
+
+def restore_report(message: str | None) -> tuple[datetime | None, int | None]:
+    """What RESTORE_SCRIPT reports (a container's termination message): the commit time
+    recovery reached (None if none was replayed, or no report) and the seconds it took."""
+    try:
+        found = json.loads(message or "")
+    except ValueError:
+        return None, None
+    if not isinstance(found, dict):
+        return None, None
+    moment, seconds = found.get("restoredTo"), found.get("recoverySeconds")
+    return (
+        datetime.fromtimestamp(float(moment), UTC) if moment is not None else None,
+        int(seconds) if seconds is not None else None,
+    )

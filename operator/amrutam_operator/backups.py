@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
+from amrutam.backups.scripts import restore_report
 from amrutam.infra.db import libpq_dsn
 from amrutam_operator import conditions, kube, metrics
 from amrutam_operator.config import GROUP, VERSION, settings
@@ -254,23 +255,21 @@ async def _drills(
         c.get("type") == "Complete" and c.get("status") == "True"
         for c in (job.get("status") or {}).get("conditions") or []
     )
-    restore, probe = _json(report.get("restore")), _json(report.get("probe"))
+    recovered, seconds = restore_report(report.get("restore"))
+    probe = _json(report.get("probe"))
     ok = ok and bool(probe.get("ok"))
     before = [b for b in found or [] if started and b.finished <= parse_time(started)]
-    moment = restore.get("restoredTo")
     drill: dict[str, Any] = {
         "job": name,
         "startedAt": started,
         "finishedAt": _finished_at(job),
         "succeededAt": _finished_at(job) if ok else (last or {}).get("succeededAt"),
         "backupLabel": max(before, key=lambda b: b.finished).label if before else None,
-        "recoveredTo": repo_status.iso(datetime.fromtimestamp(float(moment), UTC))
-        if moment is not None
-        else None,
-        "recoverySeconds": restore.get("recoverySeconds"),
+        "recoveredTo": repo_status.iso(recovered) if recovered else None,
+        "recoverySeconds": seconds,
         "rows": probe.get("rows"),
         "result": "Succeeded" if ok else "Failed",
-        "message": _drill_message(ok, restore, probe, report),
+        "message": _drill_message(ok, seconds, probe, report),
     }
     if ok:
         kopf.info(body, reason="DrillSucceeded", message=drill["message"])
@@ -290,15 +289,15 @@ def _json(message: str | None) -> dict[str, Any]:
 
 
 def _drill_message(
-    ok: bool, restore: Mapping[str, Any], probe: Mapping[str, Any], report: Mapping[str, str]
+    ok: bool, seconds: int | None, probe: Mapping[str, Any], report: Mapping[str, str]
 ) -> str:
     if ok:
         rows = sum((probe.get("rows") or {}).values())
         return (
-            f"restored and booted in {restore.get('recoverySeconds')} s; {rows} rows; "
+            f"restored and booted in {seconds} s; {rows} rows; "
             f"audit seal chain verifies ({(probe.get('seals') or {}).get('checked')} rows)"
         )
-    if not restore:
+    if seconds is None:
         return "the restore did not finish: " + (report.get("restore") or "no report")[-300:]
     if probe and not probe.get("ok"):
         return f"the restored audit trail does not verify: {probe.get('seals')}"

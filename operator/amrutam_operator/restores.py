@@ -11,13 +11,12 @@ generation counts as observed only once its Job exists.
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from amrutam.backups.scripts import restore_report
 from amrutam.backups.status import Window, iso
 from amrutam_operator import conditions, kube, manifests, metrics
 from amrutam_operator.config import GROUP, VERSION, backoff, settings
@@ -65,15 +64,9 @@ def _finished(job: dict[str, Any] | None) -> tuple[str, str] | None:
 
 
 def reached(message: str | None) -> tuple[str | None, int | None]:
-    """The restore container's report: the point reached and the seconds it took."""
-    try:
-        found = json.loads(message or "")
-    except ValueError:
-        return None, None
-    moment = found.get("restoredTo")
-    when = iso(datetime.fromtimestamp(float(moment), UTC)) if moment is not None else None
-    seconds = found.get("recoverySeconds")
-    return when, int(seconds) if seconds is not None else None
+    """The restore container's report: the point reached (ISO) and the seconds it took."""
+    moment, seconds = restore_report(message)
+    return (iso(moment) if moment else None), seconds
 
 
 def _ready(
