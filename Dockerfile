@@ -9,6 +9,13 @@ ARG PGBACKREST_VERSION=2.45-1
 # --- build: locked dependencies into a virtualenv, then the project itself ----------
 FROM python:3.11-slim-bookworm AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+# Behind a TLS-intercepting proxy, HTTPS to PyPI needs its CA: pass the PEM text as
+# --build-arg EXTRA_CA_CERTS="$(cat proxy-ca.crt)" (`make image` passes the files in
+# EXTRA_CA_CERTS). Only this stage trusts it; the runtime image does not.
+ARG EXTRA_CA_CERTS=""
+RUN { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$EXTRA_CA_CERTS"; } \
+    > /etc/ssl/certs/build-bundle.pem
+ENV SSL_CERT_FILE=/etc/ssl/certs/build-bundle.pem
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
@@ -52,12 +59,17 @@ CMD ["python", "-m", "api"]
 # PostgreSQL, and the operator's restore and drill Jobs boot restored data with it.
 FROM postgres:15-bookworm AS postgresql
 ARG PGBACKREST_VERSION
-# (PGDG's apt source in this image offers newer pgBackRest releases: the pin keeps
-# Debian's, the one the application image carries.)
-RUN apt-get update \
- && apt-get install -y --no-install-recommends "pgbackrest=${PGBACKREST_VERSION}" \
- && rm -rf /var/lib/apt/lists/* \
- && install -d -o postgres -g postgres /var/log/pgbackrest /var/lib/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest
+# From Debian's sources only, as in the application image: the base's PGDG source
+# offers other pgBackRest releases (which the protocol refuses) and is unreachable from
+# builders that only reach Debian's mirror, so it is set aside for this install.
+RUN set -eu; aside=$(mktemp -d); \
+    mv /etc/apt/sources.list.d/pgdg* "$aside"/ 2>/dev/null || true; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends "pgbackrest=${PGBACKREST_VERSION}"; \
+    rm -rf /var/lib/apt/lists/*; \
+    mv "$aside"/* /etc/apt/sources.list.d/ 2>/dev/null || true; \
+    rmdir "$aside"; \
+    install -d -o postgres -g postgres /var/log/pgbackrest /var/lib/pgbackrest /var/spool/pgbackrest /tmp/pgbackrest
 USER postgres
 
 # The default target: the application image.
