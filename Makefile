@@ -6,7 +6,8 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install system-deps run test lint fmt services-up services-down clean bench slo loadtest
+.PHONY: install system-deps run test lint fmt services-up services-down clean bench slo loadtest \
+	image image-test
 
 install: system-deps $(VENV)/.synced
 
@@ -62,3 +63,15 @@ slo: install
 ## loadtest: a longer run on the large data set (10k doctors, 100k patients, 5M audit rows)
 loadtest: install
 	python -m loadtests.run --profile full
+
+## image: the application and PostgreSQL images, with podman or docker (podman is
+## installed from Debian when neither is); offline, on local stand-in base images
+# EXTRA_CA_CERTS: PEM files that HTTPS inside the build must trust (a TLS-intercepting
+# proxy); by default the CAs this host added to its own trust store.
+EXTRA_CA_CERTS ?= $(wildcard /usr/local/share/ca-certificates/*.crt)
+image:
+	EXTRA_CA_CERTS="$(EXTRA_CA_CERTS)" bash images/build.sh
+
+## image-test: builds the images, boots them and proves them (tests/images), compose too
+image-test: install image
+	bash images/test.sh
