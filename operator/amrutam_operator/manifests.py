@@ -123,8 +123,15 @@ def _pod(
         {"name": "tmp", "emptyDir": {}},
         *volumes,
     ]
+    # The file alone (subPath): a ConfigMap volume is read-only, so the certificate's
+    # mount point could not be made inside it and the container would never start.
     shared = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {
+            "name": "config",
+            "mountPath": f"{CONFIG_DIR}/pgbackrest.conf",
+            "subPath": "pgbackrest.conf",
+            "readOnly": True,
+        },
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
     ]
     if spec.get("tlsSecretRef"):
