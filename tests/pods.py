@@ -14,7 +14,11 @@ its interpreter lives in the test user's home, so it runs as that user.
 
 What differs from a cluster is only what cannot be reproduced on one host: service
 names and ports (``rewrite`` maps them, as cluster DNS would) and the images' PATH
-(PostgreSQL's binaries and the project's virtualenv stand for the two images).
+(PostgreSQL's binaries and the project's virtualenv stand for the two images). Paths a
+program finds by default are not rewritten: the remote a pgBackRest TLS server starts
+reads ``/etc/pgbackrest/pgbackrest.conf``, which in the pod is the database's ConfigMap
+and here is the host's. ``make image-test`` (``tests/images``) runs the same pods in the
+built images, where such paths are the pod's.
 """
 
 from __future__ import annotations

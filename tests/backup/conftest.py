@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,19 +123,19 @@ def self_signed(key: Path, cert: Path, subject: str) -> None:
 CLIENT_CN = "pgbackrest-client"
 
 
-def certificates(folder: Path) -> dict[str, str]:
-    """A CA, a server certificate for localhost, a client certificate, and one for both
+def certificates(folder: Path, host: str = "localhost") -> dict[str, str]:
+    """A CA, a server certificate for the host, a client certificate, and one for both
     uses (the chart's arrangement: one secret serves the servers and the clients)."""
     folder.mkdir()
     ca_key, ca = folder / "ca.key", folder / "ca.crt"
     self_signed(ca_key, ca, "/CN=amrutam-test-ca")
     for name, subject, extension in [
-        ("server", "/CN=localhost", "subjectAltName=DNS:localhost"),
+        ("server", f"/CN={host}", f"subjectAltName=DNS:{host}"),
         ("client", f"/CN={CLIENT_CN}", "extendedKeyUsage=clientAuth"),
         (
             "both",
             f"/CN={CLIENT_CN}",
-            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth",
+            f"subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth,clientAuth",
         ),
     ]:
         key, csr, crt = (folder / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
@@ -189,12 +190,13 @@ BUCKET = "amrutam-backups"
 KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET": "test-secret"}
 
 
-@pytest.fixture(scope="module")
-def s3_port(workdir: Path) -> Iterator[int]:
-    port, cert, key = free_port(), workdir / "s3.crt", workdir / "s3.key"
+@contextmanager
+def s3_server(folder: Path, address: str = "127.0.0.1") -> Iterator[int]:
+    """moto's S3 over HTTPS on a free port of the address; yields the port."""
+    port, cert, key = free_port(), folder / "s3.crt", folder / "s3.key"
     self_signed(key, cert, "/CN=127.0.0.1")
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key)],
+        [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key), address],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -204,9 +206,17 @@ def s3_port(workdir: Path) -> Iterator[int]:
         assert server.poll() is None, "the S3 server exited"
         assert time.monotonic() < deadline, "the S3 server did not start"
         time.sleep(0.1)
-    yield port
-    server.terminate()
-    server.wait(10)
+    try:
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3_port(workdir: Path) -> Iterator[int]:
+    with s3_server(workdir) as port:
+        yield port
 
 
 def s3(port: int) -> object:

@@ -37,7 +37,7 @@ from amrutam.infra.migrate import upgrade
 from amrutam.infra.system import chown_to_postgres, port_in_use
 from amrutam.settings import DEV_AUDIT_KEY
 from tests.backup.conftest import BUCKET, KEYS, certificates, s3
-from tests.chart.rendering import named, render
+from tests.chart.rendering import named, render, statefulset_pod
 from tests.pods import Finished, Pod, Sources
 
 TLS, S3_SECRET, APP_SECRET = "pgbr-tls", "pgbr-s3", "amrutam-env"
@@ -126,16 +126,6 @@ def services(ports: dict[str, int], datadir: Path, socket: Path) -> Any:
         return text.replace("pg1-socket-path=/var/run/postgresql", f"pg1-socket-path={socket}")
 
     return rewrite
-
-
-def statefulset_pod(cluster_docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """The StatefulSet's pod: its template, with the claim its controller would bind."""
-    sts = named(cluster_docs, "StatefulSet", name)
-    pod = copy.deepcopy(sts["spec"]["template"]["spec"])
-    pod["volumes"].append(
-        {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}-0"}}
-    )
-    return pod
 
 
 def wait_for(port: int, pod: Pod) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,14 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return next(d for d in of_kind(docs, kind) if d["metadata"]["name"] == name)
+
+
+def statefulset_pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The StatefulSet's pod: its template, with the claim its controller would bind."""
+    sts = named(docs, "StatefulSet", name)
+    pod = copy.deepcopy(sts["spec"]["template"]["spec"])
+    if not any(v["name"] == "data" for v in pod["volumes"]):
+        pod["volumes"].append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": f"data-{name}-0"}}
+        )
+    return pod
