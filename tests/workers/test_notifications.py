@@ -293,3 +293,23 @@ async def test_queue_depth_counts_waiting_tasks(worker_settings: dict[str, str])
     finally:
         await redis.delete(name)
         await redis.aclose()
+
+
+async def test_queue_depth_leaves_out_tasks_held_for_their_eta(
+    worker: Worker, worker_settings: dict[str, str]
+) -> None:
+    """A retry waiting out its countdown sits in a worker (reserved, unacked) until its
+    time: more workers would not run it sooner, so it is not depth to scale on."""
+    url = worker_settings["AMRUTAM_REDIS_URL"]
+    app = Celery("tests-eta", broker=url)
+    app.send_task("workers.tasks.mark_no_shows", queue="maintenance", countdown=300)
+    app.send_task("workers.tasks.mark_no_shows", queue="maintenance", countdown=300)
+    redis = Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + 20
+        while await redis.hlen("unacked") < 2:  # the worker has taken both, to wait
+            assert time.monotonic() < deadline, "the worker never reserved the tasks"
+            await asyncio.sleep(0.1)
+        assert await queue_depth(redis, ["maintenance"]) == {"maintenance": 0}
+    finally:
+        await redis.aclose()
