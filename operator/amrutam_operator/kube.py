@@ -17,6 +17,7 @@ import kubernetes
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
+    AutoscalingV2Api,
     BatchV1Api,
     Configuration,
     CoreV1Api,
@@ -24,13 +25,15 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from amrutam_operator.config import settings
+from amrutam_operator.config import GROUP, VERSION, settings
 
 # (API group, resource, verb) for every call below; the chart's Role must grant these.
 CALLS = {
     ("", "secrets", "get"),
     ("", "pods", "list"),
     ("", "pods", "patch"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("platform.amrutam.io", "scalingpolicies", "list"),
     ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"),
     ("apps", "statefulsets/scale", "get"),
@@ -107,21 +110,58 @@ async def scale(namespace: str, target: Mapping[str, Any], count: int) -> None:
     await asyncio.to_thread(patch, target["name"], namespace, {"spec": {"replicas": count}})
 
 
-async def target_pods(namespace: str, target: Mapping[str, Any]) -> list[Any]:
-    """The pods the target's selector matches."""
+def matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """A workload's label selector (matchLabels and matchExpressions) against labels."""
+    if not selector:
+        return False  # an empty selector would mean every pod: never act on that
+    if not dict(selector.get("matchLabels") or {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in (values or [])):
+            return False
+        if operator == "NotIn" and present and labels[key] in (values or []):
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+async def target_pods(namespace: str, target: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The pods the target's selector matches (all of them, terminating ones included)."""
     _, _, read = _scale_calls(target["kind"])
-    workload = await asyncio.to_thread(read, target["name"], namespace)
-    labels = (workload.spec.selector.match_labels or {}) if workload.spec.selector else {}
-    if not labels:
-        return []
+    workload = _plain(await asyncio.to_thread(read, target["name"], namespace))
+    selector = (workload.get("spec") or {}).get("selector") or {}
+    labels = selector.get("matchLabels") or {}
     pods = await asyncio.to_thread(
-        CoreV1Api(client()).list_namespaced_pod, namespace, label_selector=_selector(labels)
+        CoreV1Api(client()).list_namespaced_pod,
+        namespace,
+        label_selector=_selector(labels) if labels else None,
     )
-    return [
-        pod
-        for pod in pods.items
-        if pod.metadata and labels.items() <= (pod.metadata.labels or {}).items()
-    ]
+    plain = [_plain(pod) for pod in pods.items]
+    return [p for p in plain if matches(selector, (p.get("metadata") or {}).get("labels") or {})]
+
+
+async def autoscalers(namespace: str) -> list[dict[str, Any]]:
+    """The namespace's HorizontalPodAutoscalers."""
+    found = await asyncio.to_thread(
+        AutoscalingV2Api(client()).list_namespaced_horizontal_pod_autoscaler, namespace
+    )
+    return [_plain(item) for item in found.items]
+
+
+async def scaling_policies(namespace: str) -> list[dict[str, Any]]:
+    found = await asyncio.to_thread(
+        CustomObjectsApi(client()).list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "scalingpolicies",
+    )
+    return list(cast(dict[str, Any], found).get("items", []))
 
 
 async def annotate_pod(namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:

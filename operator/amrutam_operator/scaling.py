@@ -2,12 +2,17 @@
 
 Celery's signal is every task not finished: waiting in the queue lists plus the
 broker's ``unacked`` entries (prefetched and running tasks, with late acks), counted by
-the core's ``queue_depth``. An unreadable metric holds the replica count.
+the core's ``queue_depth``. An unreadable metric holds the replica count, or after
+``fallback.afterFailures`` reads applies ``fallback.replicas``; ``paused`` holds a fixed
+count. A workload another autoscaler also sizes (an HPA, another ScalingPolicy) is left
+alone and reported, never fought over. A scale-down first drains the workers the
+ReplicaSet will remove (``drain``), with the drain's state on the pods themselves.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -16,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from amrutam.infra.queues import queue_depth
-from amrutam_operator import conditions, drain, kube, metrics
+from amrutam_operator import conditions, drain, kube, metrics, replicaset
 from amrutam_operator.autoscale import Decision, History, decide, recommend
 from amrutam_operator.config import GROUP, VERSION, settings
 
@@ -28,16 +33,15 @@ class MetricUnavailable(Exception):
     pass
 
 
-async def _celery_depth(namespace: str, source: dict[str, Any]) -> tuple[float, str]:
-    url = await kube.secret_value(namespace, source["redisSecretRef"])
-    redis = Redis.from_url(url, socket_timeout=METRIC_TIMEOUT_S, socket_connect_timeout=2)
+async def _celery_depth(redis_url: str, source: dict[str, Any]) -> float:
+    redis = Redis.from_url(redis_url, socket_timeout=METRIC_TIMEOUT_S, socket_connect_timeout=2)
     try:
         depth = await queue_depth(redis, list(source["queues"]))
     except (RedisError, OSError) as exc:
         raise MetricUnavailable(f"Redis: {exc}") from exc
     finally:
         await redis.aclose()
-    return float(sum(depth.values())), url
+    return float(sum(depth.values()))
 
 
 async def _prometheus(source: dict[str, Any]) -> float:
@@ -55,14 +59,22 @@ async def _prometheus(source: dict[str, Any]) -> float:
         raise MetricUnavailable(f"Prometheus: {exc!r}") from exc
 
 
-async def read_metric(namespace: str, metric: dict[str, Any]) -> tuple[float, str | None]:
-    """The metric's value, and the Celery broker URL when the source is a queue."""
+async def broker_of(namespace: str, metric: dict[str, Any]) -> str | None:
+    """The Celery broker's URL when the metric is a queue (what drains talk to)."""
+    if "celeryQueue" not in metric:
+        return None
+    try:
+        return await kube.secret_value(namespace, metric["celeryQueue"]["redisSecretRef"])
+    except kube.MissingReference:
+        return None
+
+
+async def read_metric(metric: dict[str, Any], broker: str | None) -> float:
     if "celeryQueue" in metric:
-        try:
-            return await _celery_depth(namespace, metric["celeryQueue"])
-        except kube.MissingReference as exc:
-            raise MetricUnavailable(str(exc)) from exc
-    return await _prometheus(metric["prometheus"]), None
+        if broker is None:
+            raise MetricUnavailable("the Redis secret is missing or has no such key")
+        return await _celery_depth(broker, metric["celeryQueue"])
+    return await _prometheus(metric["prometheus"])
 
 
 def _due(memo: kopf.Memo, spec: kopf.Spec, generation: int | None) -> bool:
@@ -71,34 +83,85 @@ def _due(memo: kopf.Memo, spec: kopf.Spec, generation: int | None) -> bool:
     return changed or last is None or time.monotonic() - last >= float(spec.get("pollInterval", 15))
 
 
+def _same_target(ref: dict[str, Any] | None, target: dict[str, Any]) -> bool:
+    return (
+        bool(ref)
+        and (ref or {}).get("kind") == target["kind"]
+        and (ref or {}).get("name") == target["name"]
+    )
+
+
+async def rivals(namespace: str, name: str, target: dict[str, Any]) -> list[str]:
+    """Other autoscalers of the same workload: HPAs and other ScalingPolicies."""
+    found = [
+        f"HorizontalPodAutoscaler {h['metadata']['name']}"
+        for h in await kube.autoscalers(namespace)
+        if _same_target((h.get("spec") or {}).get("scaleTargetRef"), target)
+    ]
+    found += [
+        f"ScalingPolicy {p['metadata']['name']}"
+        for p in await kube.scaling_policies(namespace)
+        if p["metadata"]["name"] != name
+        and not p["metadata"].get("deletionTimestamp")
+        and _same_target((p.get("spec") or {}).get("targetRef"), target)
+    ]
+    return sorted(found)
+
+
+async def release(namespace: str, name: str, target: dict[str, Any], broker: str | None) -> None:
+    """Undo this policy's drains: the workers consume again, the pods are unmarked."""
+    try:
+        pods = await kube.target_pods(namespace, target)
+    except kube.MissingReference:
+        return
+    held = list(drain.draining(pods, name).values())
+    if held:
+        await drain.cancel(namespace, broker, held)
+
+
+def _draining_status(drains: dict[str, drain.Drain]) -> list[dict[str, str]]:
+    return [{"pod": d.pod, "since": d.since.isoformat()} for d in drains.values()]
+
+
 async def _scale_down(
-    namespace: str,
-    spec: kopf.Spec,
-    memo: kopf.Memo,
-    current: int,
-    decision: Decision,
-    broker: str | None,
-) -> tuple[int, str | None]:
-    """The replica count to set now, and a note when a drain holds it back."""
-    draining = memo.get("draining")
+    namespace: str, name: str, spec: kopf.Spec, current: int, desired: int, broker: str | None
+) -> tuple[int, str | None, list[dict[str, str]]]:
+    """The replica count to set now, a note when a drain holds it back, the drains."""
     if not spec.get("drainBeforeScaleDown", True) or broker is None:
-        return decision.desired, None
-    target = spec["targetRef"]
-    if draining is None:
-        victims = drain.choose(
-            await kube.target_pods(namespace, target), current - decision.desired
-        )
+        return desired, None, []
+    pods = await kube.target_pods(namespace, spec["targetRef"])
+    drains = drain.draining(pods, name)
+    if not drains:
+        victims = replicaset.removed(pods, current - desired)
         if not victims:
-            return decision.desired, None
-        queues = await drain.start(namespace, broker, victims)
-        memo["draining"] = {"pods": victims, "queues": queues, "since": time.monotonic()}
-        return current, f"draining {', '.join(victims)} before scaling down"
-    held = await drain.busy(broker, draining["pods"])
-    overdue = time.monotonic() - draining["since"] > settings().drain_timeout_s
+            return desired, None, []
+        await drain.start(namespace, name, broker, victims)
+        drains = drain.draining(await kube.target_pods(namespace, spec["targetRef"]), name)
+        return (
+            current,
+            f"draining {', '.join(victims)} before scaling down",
+            _draining_status(drains),
+        )
+    now = datetime.now(UTC)
+    held = await drain.busy(broker, list(drains.values()))
+    overdue = max(d.age(now) for d in drains.values()) > settings().drain_timeout_s
     if held and not overdue:
-        return current, f"waiting for {held} tasks on {', '.join(draining['pods'])}"
-    memo.pop("draining")
-    return max(decision.desired, current - len(draining["pods"])), None
+        names = ", ".join(drains)
+        return current, f"waiting for {held} tasks on {names}", _draining_status(drains)
+    # The scale-down must remove exactly the drained pods: a pod that turned unready (or
+    # a new Pending one) ranks before any deletion cost and would go instead.
+    pods = await kube.target_pods(namespace, spec["targetRef"])
+    removing = replicaset.removed(pods, len(drains))
+    if set(removing) != set(drains):
+        await drain.cancel(namespace, broker, list(drains.values()))
+        others = ", ".join(sorted(set(removing) - set(drains)))
+        return current, f"{others} would be removed instead: drain started over", []
+    return max(desired, current - len(drains)), None, []
+
+
+def _ready(found: list[dict[str, Any]]) -> dict[str, Any]:
+    parts = [c for c in found if c["type"] in ("Active", "MetricAvailable")]
+    return conditions.summary(parts, "Scaling", "sizing the target on its metric")
 
 
 @kopf.timer(GROUP, VERSION, "scalingpolicies", interval=settings().tick_s)
@@ -115,80 +178,126 @@ async def reconcile(
 ) -> None:
     generation, namespace = meta.get("generation"), namespace or "default"
     old = status.get("conditions")
-    if spec.get("suspend"):
+    target = dict(spec["targetRef"])
+
+    def report(found: list[dict[str, Any]], ready: dict[str, Any] | None = None) -> None:
         patch.status["observedGeneration"] = generation
         patch.status["conditions"] = conditions.merged(
-            old,
-            [conditions.condition("Active", False, "Suspended", "spec.suspend is true")],
-            generation,
+            old, [*found, ready or _ready(found)], generation
         )
+
+    if spec.get("suspend"):
+        if memo.get("may_drain", True):  # once per suspension (and after a restart)
+            await release(namespace, name, target, await broker_of(namespace, spec["metric"]))
+            memo["may_drain"] = False
+        patch.status["draining"] = []
+        suspended = conditions.condition("Active", False, "Suspended", "spec.suspend is true")
+        report([suspended], conditions.condition("Ready", True, "Suspended", "not scaling"))
         return
     if not _due(memo, spec, generation):
         return
     memo["polled"], memo["generation"] = time.monotonic(), generation
     history: History = memo.setdefault("history", History(started=time.monotonic()))
-    target = spec["targetRef"]
+    broker = await broker_of(namespace, spec["metric"])
+
+    refusal = None
+    if target["kind"] == "StatefulSet" and spec.get("drainBeforeScaleDown", True):
+        refusal = ("DrainUnsupported", "a StatefulSet removes its highest ordinal: no drain")
+    elif found_rivals := await rivals(namespace, name, target):
+        refusal = ("ConflictingAutoscaler", f"also sized by {', '.join(found_rivals)}")
+    if refusal:
+        await release(namespace, name, target, broker)
+        patch.status["draining"] = []
+        report([conditions.condition("Active", False, *refusal)])
+        conditions.warn_once(memo, "refused", True, body, refusal[0], refusal[1])
+        metrics.failed(KIND)
+        return
+    conditions.warn_once(memo, "refused", False, body, "", "")
 
     try:
         current = await kube.replicas(namespace, target)
     except kube.MissingReference as exc:
-        patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = conditions.merged(
-            old, [conditions.condition("Active", False, "TargetMissing", str(exc))], generation
-        )
+        report([conditions.condition("Active", False, "TargetMissing", str(exc))])
         kopf.warn(body, reason="TargetMissing", message=str(exc))
         metrics.failed(KIND)
         return
+    patch.status["currentReplicas"] = current
 
     found: list[dict[str, Any]] = [conditions.condition("Active", True, "Scaling", "")]
-    patch.status.update({"observedGeneration": generation, "currentReplicas": current})
+    decision: Decision | None = None
+    value: float | None = None
+    paused = spec.get("paused")
+    if paused:
+        fixed = int(paused["replicas"])
+        decision = Decision(desired=fixed, recommended=fixed, limited="Paused")
+        found[0] = conditions.condition("Active", True, "Paused", f"holding {fixed} replicas")
     try:
-        value, broker = await read_metric(namespace, spec["metric"])
+        value = await read_metric(spec["metric"], broker)
     except MetricUnavailable as exc:
-        # Hold: never collapse to the minimum because the signal went dark.
+        memo["failures"] = memo.get("failures", 0) + 1
         found.append(conditions.condition("MetricAvailable", False, "MetricUnreadable", str(exc)))
-        patch.status["desiredReplicas"] = current
-        patch.status["conditions"] = conditions.merged(old, found, generation)
+        fallback = spec.get("fallback")
+        if decision is None and fallback and memo["failures"] >= int(fallback["afterFailures"]):
+            fixed = int(fallback["replicas"])
+            decision = Decision(desired=fixed, recommended=fixed, limited="Fallback")
         conditions.warn_once(
-            memo, "metric_down", True, body, "MetricUnavailable", f"holding {current}: {exc}"
+            memo, "metric_down", True, body, "MetricUnavailable", f"metric unreadable: {exc}"
         )
         metrics.failed(KIND)
+    else:
+        memo["failures"] = 0
+        conditions.warn_once(memo, "metric_down", False, body, "MetricUnavailable", "")
+        found.append(conditions.condition("MetricAvailable", True, "MetricRead", f"{value:g}"))
+        if decision is None:
+            raw = recommend(value, current, spec["metric"])
+            decision = decide(current, raw, spec, history, time.monotonic())
+    # Absent (not stale) while the metric cannot be read.
+    patch.status["observedValue"] = value
+    if decision is None:  # unreadable, no fallback yet: hold
+        patch.status["desiredReplicas"] = current
+        report(found)
         return
-    conditions.warn_once(memo, "metric_down", False, body, "MetricUnavailable", "")
-    found.append(conditions.condition("MetricAvailable", True, "MetricRead", f"value {value:g}"))
 
-    decision = decide(
-        current, recommend(value, current, spec["metric"]), spec, history, time.monotonic()
-    )
     replicas, note = decision.desired, None
-    if memo.get("draining") and decision.desired >= current:
-        held = memo.pop("draining")
-        await drain.cancel(namespace, broker or "", held["pods"], held["queues"])
-    elif decision.desired < current:
-        replicas, note = await _scale_down(namespace, spec, memo, current, decision, broker)
-
+    draining: list[dict[str, str]] = []
+    if decision.desired >= current:
+        # No more scale-down: a drain in flight (or one a previous run of the operator
+        # left on the pods) is undone. Looked for after a start and after a drain only.
+        if memo.get("may_drain", True):
+            await release(namespace, name, target, broker)
+            memo["may_drain"] = False
+    else:
+        memo["may_drain"] = True
+        replicas, note, draining = await _scale_down(
+            namespace, name, spec, current, decision.desired, broker
+        )
+    patch.status["draining"] = draining
     found.append(
         conditions.condition(
             "ScalingLimited",
             decision.limited is not None or note is not None,
-            decision.limited or ("Draining" if note else "DesiredWithinRange"),
+            "Draining" if note else decision.limited or "DesiredWithinRange",
             note or f"recommended {decision.recommended}",
         )
     )
     if replicas != current:
         await kube.scale(namespace, target, replicas)
         patch.status["lastScaleTime"] = conditions.now_iso()
+        shown = f"value {value:g}" if value is not None else decision.limited
         kopf.info(
             body,
             reason="Scaled",
-            message=f"{target['kind']} {target['name']} {current} -> {replicas} (value {value:g})",
+            message=f"{target['kind']} {target['name']} {current} -> {replicas} ({shown})",
         )
-    patch.status.update(
-        {
-            "currentReplicas": replicas,
-            "desiredReplicas": decision.desired,
-            "observedValue": value,
-            "conditions": conditions.merged(old, found, generation),
-        }
-    )
-    metrics.succeeded(KIND, namespace, name)
+    patch.status.update({"currentReplicas": replicas, "desiredReplicas": decision.desired})
+    report(found)
+    if value is not None:
+        metrics.succeeded(KIND, namespace, name)
+
+
+@kopf.on.delete(GROUP, VERSION, "scalingpolicies")
+async def forget(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> None:
+    """A deleted policy leaves no worker drained (no consumer cancelled, no pod marked)."""
+    namespace = namespace or "default"
+    broker = await broker_of(namespace, dict(spec.get("metric") or {}))
+    await release(namespace, name, dict(spec["targetRef"]), broker)

@@ -84,10 +84,10 @@ class Cluster:
     async def patch(self, api: str, plural: str, name: str, body: dict[str, Any]) -> None:
         await self._send("PATCH", self._path(api, plural, name), body)
 
-    async def delete(self, plural: str, name: str) -> None:
+    async def delete(self, plural: str, name: str, api: str = GROUP) -> None:
         async with (
             aiohttp.ClientSession() as session,
-            session.delete(self._path(GROUP, plural, name)) as response,
+            session.delete(self._path(api, plural, name)) as response,
         ):
             assert response.status < 300
 
@@ -182,6 +182,7 @@ def _register(emulator: kmock.KubernetesEmulator) -> None:
         ("v1/configmaps", "ConfigMap", set()),
         ("v1/pods", "Pod", set()),
         ("apps/v1/deployments", "Deployment", {"scale", "status"}),
+        ("autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", set()),
         ("batch/v1/cronjobs", "CronJob", set()),
         ("batch/v1/jobs", "Job", {"status"}),
         ("v1/persistentvolumeclaims", "PersistentVolumeClaim", set()),

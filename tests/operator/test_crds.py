@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.operator.cel import violations
 from tests.operator.conftest import ROOT, crds
 
 EXAMPLES = sorted((ROOT / "operator" / "examples").glob("*.yaml"))
@@ -27,7 +28,7 @@ COLUMNS = {
         "Ready",
         "Age",
     ],
-    "ScalingPolicy": ["Target", "Min", "Max", "Current", "Desired", "Observed", "Age"],
+    "ScalingPolicy": ["Target", "Min", "Max", "Current", "Desired", "Observed", "Ready", "Age"],
     "BackupSchedule": [
         "Stanza",
         "Last Full",
@@ -168,3 +169,20 @@ def test_required_fields_are_required() -> None:
     doc = example("auditpartitionpolicy")
     del doc["spec"]["databaseSecretRef"]
     assert list(validator("AuditPartitionPolicy").iter_errors(doc))
+
+
+def test_scaling_policy_cel_rules() -> None:
+    crd = by_kind()["ScalingPolicy"]
+    doc = example("scalingpolicy-workers")
+    assert violations(crd, doc) == []
+    doc["spec"] |= {"minReplicas": 4, "maxReplicas": 3}
+    assert violations(crd, doc) == [".spec: maxReplicas must be at least minReplicas"]
+    # A StatefulSet removes its highest ordinal whatever a drain chose: refused.
+    doc = example("scalingpolicy-workers")
+    doc["spec"]["targetRef"]["kind"] = "StatefulSet"
+    doc["spec"].pop("drainBeforeScaleDown", None)  # (defaults to true)
+    assert [v.split(",")[0] for v in violations(crd, doc)] == [
+        ".spec: a StatefulSet removes its highest ordinal"
+    ]
+    doc["spec"]["drainBeforeScaleDown"] = False
+    assert violations(crd, doc) == []
