@@ -521,3 +521,30 @@ def test_the_ingress_publishes_the_api_but_not_metrics_or_probes() -> None:
     (ingress,) = of_kind(render(PRODUCTION), "Ingress")
     paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
     assert paths == {"/v1", "/docs", "/openapi.json"}
+
+
+def allowed_disruptions(pdb: dict[str, Any], healthy: int) -> int:
+    """The disruption controller's arithmetic for integer budgets, all pods healthy."""
+    spec = pdb["spec"]
+    if "minAvailable" in spec:
+        return max(healthy - int(spec["minAvailable"]), 0)
+    return min(int(spec["maxUnavailable"]), healthy)
+
+
+def test_the_worker_budget_lets_a_node_drain_at_the_fewest_workers() -> None:
+    """With the ScalingPolicy at its minimum of one worker, a minAvailable of 1 allowed
+    no eviction at all: every node drain and cluster-autoscaler scale-down blocked."""
+    docs = render({})
+    pdb = next(
+        d for d in of_kind(docs, "PodDisruptionBudget") if d["metadata"]["name"].endswith("-worker")
+    )
+    fewest = yaml.safe_load((CHART / "values.yaml").read_text())["worker"]["scaling"]["minReplicas"]
+    assert allowed_disruptions(pdb, healthy=fewest) >= 1
+    chosen = render({"worker": {"pdb": {"minAvailable": 2}}})
+    pdb = next(
+        d
+        for d in of_kind(chosen, "PodDisruptionBudget")
+        if d["metadata"]["name"].endswith("-worker")
+    )
+    assert pdb["spec"] == {**pdb["spec"], "minAvailable": 2}
+    assert "maxUnavailable" not in pdb["spec"]
