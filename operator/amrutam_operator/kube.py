@@ -52,6 +52,11 @@ CALLS = {
     ("batch", "jobs", "create"),
     ("batch", "jobs", "delete"),
     ("platform.amrutam.io", "backupschedules", "get"),
+    # Objects created with kopf.adopt carry ownerReferences with blockOwnerDeletion, which
+    # clusters enforcing owner permissions (OpenShift) allow only with update on the
+    # owner's finalizers: CronJobs and Jobs of a BackupSchedule, a restore's Job.
+    ("platform.amrutam.io", "backupschedules/finalizers", "update"),
+    ("platform.amrutam.io", "pointintimerestores/finalizers", "update"),
 }
 
 
