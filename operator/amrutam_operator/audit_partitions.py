@@ -76,7 +76,13 @@ async def reconcile(
 ) -> None:
     generation = meta.get("generation")
     if spec.get("suspend"):
+        # Said in the status (kubernetes review D13): nothing keeps the horizon meanwhile.
         patch.status["observedGeneration"] = generation
+        patch.status["conditions"] = conditions.merged(
+            status.get("conditions"),
+            [conditions.condition("Ready", True, "Suspended", "spec.suspend: no maintenance")],
+            generation,
+        )
         return
     if not _due(spec, status, generation):
         return

@@ -155,3 +155,12 @@ async def test_a_missing_secret_is_reported_not_crashed_on(cluster: Cluster) -> 
     assert cond["status"] == "False"
     assert cond["reason"] == "SecretUnusable"
     assert "absent" in cond["message"]
+
+
+async def test_a_suspended_policy_says_so_in_its_status(cluster: Cluster) -> None:
+    spec = {"databaseSecretRef": {"name": "no-such-secret", "key": "dsn"}, "suspend": True}
+    await cluster.apply("auditpartitionpolicies", "audit-held", spec)
+    ready = await eventually(
+        lambda: condition(cluster.resource("auditpartitionpolicies", "audit-held"), "Ready")
+    )
+    assert (ready["status"], ready["reason"]) == ("True", "Suspended")
