@@ -5,11 +5,21 @@ exist. Rows that landed in the DEFAULT partition (because maintenance had not ru
 are moved into the partition created for them, in the same transaction, instead of
 blocking maintenance. After a long gap it creates only what retention keeps.
 Idempotent: a second run with nothing new to do changes nothing.
+
+It cannot hurt the database it keeps. Time is the database's (``now()``), and retention
+acts only while the caller's clock agrees with it within ``MAX_SKEW``: a skewed pod
+clock must not detach or drop a year of audit trail. Every DDL transaction runs with a
+``lock_timeout``: a statement that would wait behind a long query gives up (reported as
+contended, retried by the next run) instead of queueing every audit insert behind its
+lock. (``DETACH ... CONCURRENTLY`` would avoid the wait, but PostgreSQL refuses it on a
+table with a default partition, which this one keeps.)
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +30,8 @@ from amrutam.audit.actions import Action
 from amrutam.audit.log import SYSTEM, record
 
 OWNER_ROLE = "amrutam_owner"
+MAX_SKEW = timedelta(minutes=1)
+LOCK_TIMEOUT = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -100,15 +112,22 @@ class Report:
     detached: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     moved_from_default: int = 0
+    contended: list[str] = field(default_factory=list)  # gave way to a lock; next run
+    refused: str | None = None  # why retention did not act (a skewed clock)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "time": self.time.isoformat(),
             "created": self.created,
             "detached": self.detached,
             "dropped": self.dropped,
             "movedFromDefault": self.moved_from_default,
         }
+        if self.contended:
+            found["contended"] = self.contended
+        if self.refused:
+            found["refused"] = self.refused
+        return found
 
     @property
     def changed(self) -> bool:
@@ -154,13 +173,24 @@ async def maintain(
     keep: int | None = None,
     action: str = "detach",
     now: datetime | None = None,
+    clock: datetime | None = None,
+    lock_timeout: timedelta = LOCK_TIMEOUT,
 ) -> Report:
-    """Create what is missing, move default-partition rows, apply retention."""
+    """Create what is missing, move default-partition rows, apply retention.
+
+    ``now`` replaces the database's time (a simulated clock, for data at scale and
+    tests); ``clock`` is the caller's own time, checked against the database's before
+    retention acts (the process clock when not given)."""
     if action not in ("detach", "drop"):
         raise ValueError("retention action is detach or drop")
+    if keep is not None and keep < 1:
+        raise ValueError("retention keeps at least the current interval (keep >= 1)")
     table = _check(table)
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    database_now = (await conn.fetchval("SELECT now()")).astimezone(UTC)
+    skew = abs((clock or datetime.now(UTC)) - database_now)
+    now = (now or database_now).astimezone(UTC)
     report = Report(time=now)
+    ddl = _Ddl(conn, lock_timeout, report)
     current = interval.floor(now)
     cutoff = interval.shift(current, -keep) if keep is not None else None
     existing = {p.start: p for p in await partitions(conn, table)}
@@ -177,60 +207,83 @@ async def maintain(
 
     for start in sorted(wanted - existing.keys()):
         name = partition_name(table, interval, start)
-        report.moved_from_default += await _create(conn, table, name, start, interval.next(start))
-        report.created.append(name)
+        async with ddl.given_way(name):
+            moved = await _create(conn, table, name, start, interval.next(start))
+            report.moved_from_default += moved
+            report.created.append(name)
 
-    if cutoff is not None:
-        for part in sorted(existing.values(), key=lambda p: p.start):
-            if part.end <= cutoff:
-                async with conn.transaction():
-                    await conn.execute(f"SET LOCAL ROLE {OWNER_ROLE}")
-                    if action == "drop":
-                        await conn.execute(f"DROP TABLE {part.name}")
-                        report.dropped.append(part.name)
-                    else:
-                        await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
-                        report.detached.append(part.name)
+    old = [p for p in existing.values() if cutoff is not None and p.end <= cutoff]
+    if old and skew > MAX_SKEW:
+        report.refused = (
+            f"clock skew of {skew.total_seconds():.0f} s with the database: no retention"
+        )
+        old = []
+    for part in sorted(old, key=lambda p: p.start):
+        async with ddl.given_way(part.name):
+            if action == "drop":
+                await conn.execute(f"DROP TABLE {part.name}")
+                report.dropped.append(part.name)
+            else:
+                await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
+                report.detached.append(part.name)
     return report
+
+
+class _Ddl:
+    """One transaction per DDL step, as the owner, under the lock timeout; a step that
+    meets a lock it cannot get in time is rolled back and reported as contended."""
+
+    def __init__(self, conn: asyncpg.Connection, lock_timeout: timedelta, report: Report):
+        self.conn, self.report = conn, report
+        self.timeout_ms = max(int(lock_timeout.total_seconds() * 1000), 1)
+
+    @asynccontextmanager
+    async def given_way(self, name: str) -> AsyncIterator[None]:
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(f"SET LOCAL ROLE {OWNER_ROLE}")
+                await self.conn.execute(f"SET LOCAL lock_timeout = {self.timeout_ms}")
+                yield
+        except asyncpg.LockNotAvailableError:
+            self.report.contended.append(name)
 
 
 async def _create(
     conn: asyncpg.Connection, table: str, name: str, start: datetime, end: datetime
 ) -> int:
-    """One transaction: a new table, the default partition's rows in range moved into
-    it, attached as the partition for [start, end). Returns how many rows moved."""
-    async with conn.transaction():
-        await conn.execute(f"SET LOCAL ROLE {OWNER_ROLE}")
-        await conn.execute("SET LOCAL amrutam.audit_maintenance = 'on'")
-        await conn.execute(
-            f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    """In the caller's transaction: a new table, the default partition's rows in range
+    moved into it, attached as the partition for [start, end). Returns how many rows
+    moved."""
+    await conn.execute("SET LOCAL amrutam.audit_maintenance = 'on'")
+    await conn.execute(
+        f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )
+    moved = await conn.fetchval(
+        f"""
+        WITH moved AS (
+            DELETE FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2
+            RETURNING *
+        ), kept AS (INSERT INTO {name} SELECT * FROM moved RETURNING 1)
+        SELECT count(*) FROM kept
+        """,
+        start,
+        end,
+    )
+    await conn.execute(
+        f"ALTER TABLE {table} ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
+    )
+    await conn.execute(
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {name} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only()"
+    )
+    if moved:
+        await record(
+            conn,
+            SYSTEM,
+            Action.AUDIT_PARTITION_ROWS_MOVED,
+            "partition",
+            name,
+            {"rows": int(moved), "from": f"{table}_default"},
         )
-        moved = await conn.fetchval(
-            f"""
-            WITH moved AS (
-                DELETE FROM {table}_default WHERE occurred_at >= $1 AND occurred_at < $2
-                RETURNING *
-            ), kept AS (INSERT INTO {name} SELECT * FROM moved RETURNING 1)
-            SELECT count(*) FROM kept
-            """,
-            start,
-            end,
-        )
-        await conn.execute(
-            f"ALTER TABLE {table} ATTACH PARTITION {name} "
-            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
-        )
-        await conn.execute(
-            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {name} "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION audit_logs_append_only()"
-        )
-        if moved:
-            await record(
-                conn,
-                SYSTEM,
-                Action.AUDIT_PARTITION_ROWS_MOVED,
-                "partition",
-                name,
-                {"rows": int(moved), "from": f"{table}_default"},
-            )
     return int(moved)
