@@ -20,19 +20,25 @@ from amrutam_operator.config import GROUP, VERSION, settings
 
 KIND = "AuditPartitionPolicy"
 CONNECT_TIMEOUT_S = 10
+CONTENDED_RETRY_S = 60  # a step that gave way to a lock is tried again this soon
 
 
 def _due(spec: kopf.Spec, status: kopf.Status, generation: int | None) -> bool:
-    """A changed spec, a failed last attempt, or checkInterval since the last success."""
+    """A changed spec, a failed last attempt, checkInterval since the last success, or a
+    minute since a run that gave way to a lock or withheld retention (a skewed clock)."""
     if status.get("observedGeneration") != generation:
         return True
-    if not conditions.is_true(status.get("conditions"), "Ready"):
+    last = status.get("lastMaintenance") or {}
+    if last.get("contended") or last.get("refused"):
+        every = CONTENDED_RETRY_S
+    elif not conditions.is_true(status.get("conditions"), "Ready"):
         return True
-    last = (status.get("lastMaintenance") or {}).get("time")
-    if not last:
+    else:
+        every = int(spec.get("checkInterval", 3600))
+    if not last.get("time"):
         return True
-    elapsed = datetime.now(UTC) - datetime.fromisoformat(last)
-    return elapsed >= timedelta(seconds=int(spec.get("checkInterval", 3600)))
+    elapsed = datetime.now(UTC) - datetime.fromisoformat(last["time"])
+    return elapsed >= timedelta(seconds=every)
 
 
 async def _maintain(dsn: str, spec: kopf.Spec) -> tuple[partitions.Report, dict[str, Any]]:
@@ -51,6 +57,17 @@ async def _maintain(dsn: str, spec: kopf.Spec) -> tuple[partitions.Report, dict[
         return report, await partitions.status(conn, table)
     finally:
         await conn.close()
+
+
+def _ready(report: partitions.Report) -> dict[str, Any]:
+    """Gave way to a lock: not a failure (audit writes went on), retried soon. A clock
+    that disagrees with the database's: retention withheld until it is fixed."""
+    if report.refused:
+        return conditions.condition("Ready", False, "ClockSkew", report.refused)
+    if report.contended:
+        waiting = ", ".join(report.contended)
+        return conditions.condition("Ready", True, "Contended", f"gave way to locks: {waiting}")
+    return conditions.condition("Ready", True, "Maintained", "maintenance succeeded")
 
 
 def _horizon_met(spec: kopf.Spec, horizon: str | None) -> tuple[bool, str]:
@@ -114,7 +131,7 @@ async def reconcile(
             "conditions": conditions.merged(
                 status.get("conditions"),
                 [
-                    conditions.condition("Ready", True, "Maintained", "maintenance succeeded"),
+                    _ready(report),
                     conditions.condition(
                         "HorizonMet", horizon_ok, "Ahead" if horizon_ok else "Behind", horizon_msg
                     ),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
+from amrutam_operator.audit_partitions import _due, _ready
 
+from amrutam.audit import partitions
 from amrutam.audit.partitions import MONTHLY
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
@@ -164,3 +166,19 @@ async def test_a_suspended_policy_says_so_in_its_status(cluster: Cluster) -> Non
         lambda: condition(cluster.resource("auditpartitionpolicies", "audit-held"), "Ready")
     )
     assert (ready["status"], ready["reason"]) == ("True", "Suspended")
+
+
+async def test_a_contended_run_is_ready_and_a_skewed_clock_is_not() -> None:
+    """Giving way to a lock is the design working (audit writes went on): Ready, reason
+    Contended, retried within a minute. A clock that disagrees with the database's
+    withholds retention until it is fixed: Ready=False, reason ClockSkew."""
+    moment = datetime.now(UTC)
+    gave_way = partitions.Report(time=moment, contended=["audit_logs_2031_01"])
+    assert (_ready(gave_way)["status"], _ready(gave_way)["reason"]) == ("True", "Contended")
+    skewed = partitions.Report(time=moment, refused="clock skew of 7200 s with the database")
+    assert (_ready(skewed)["status"], _ready(skewed)["reason"]) == ("False", "ClockSkew")
+    last = {"lastMaintenance": {"time": moment.isoformat(), "contended": ["x"]}}
+    status = {"observedGeneration": 1, **last}
+    assert not _due({"checkInterval": 3600}, status, 1)  # not before a minute has passed
+    status["lastMaintenance"]["time"] = (moment - timedelta(seconds=61)).isoformat()
+    assert _due({"checkInterval": 3600}, status, 1)

@@ -3,6 +3,7 @@ platform engineer would apply validates against them (and bad ones do not)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,17 @@ def test_scaling_policy_cel_rules() -> None:
     ]
     doc["spec"]["drainBeforeScaleDown"] = False
     assert violations(crd, doc) == []
+
+
+def test_audit_partition_policy_interval_cannot_change() -> None:
+    """Weekly partitions inside existing monthly ranges would overlap: maintenance would
+    fail from then on (kubernetes review D6). The API server refuses the update."""
+    crd = by_kind()["AuditPartitionPolicy"]
+    old = example("auditpartitionpolicy")
+    assert violations(crd, old) == []  # (a transition rule does not apply on create)
+    new = copy.deepcopy(old)
+    new["spec"]["interval"] = "weekly" if old["spec"].get("interval") != "weekly" else "daily"
+    assert violations(crd, new, old) == [
+        ".spec.interval: interval cannot change after creation; create a new policy for a new table"
+    ]
+    assert violations(crd, old, old) == []
