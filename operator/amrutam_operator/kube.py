@@ -34,6 +34,14 @@ CALLS = {
     ("", "pods", "patch"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
     ("platform.amrutam.io", "scalingpolicies", "list"),
+    # The chart's pre-delete hook (uninstall.py), with the operator's account.
+    ("platform.amrutam.io", "auditpartitionpolicies", "list"),
+    ("platform.amrutam.io", "backupschedules", "list"),
+    ("platform.amrutam.io", "pointintimerestores", "list"),
+    ("platform.amrutam.io", "auditpartitionpolicies", "delete"),
+    ("platform.amrutam.io", "scalingpolicies", "delete"),
+    ("platform.amrutam.io", "backupschedules", "delete"),
+    ("platform.amrutam.io", "pointintimerestores", "delete"),
     ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"),
     ("apps", "statefulsets/scale", "get"),
@@ -138,7 +146,12 @@ def matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
 async def target_pods(namespace: str, target: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The pods the target's selector matches (all of them, terminating ones included)."""
     _, _, read = _scale_calls(target["kind"])
-    workload = _plain(await asyncio.to_thread(read, target["name"], namespace))
+    try:
+        workload = _plain(await asyncio.to_thread(read, target["name"], namespace))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        raise MissingReference(f"{target['kind']} {target['name']!r}: {exc.reason}") from exc
     selector = (workload.get("spec") or {}).get("selector") or {}
     labels = selector.get("matchLabels") or {}
     pods = await asyncio.to_thread(
@@ -158,15 +171,35 @@ async def autoscalers(namespace: str) -> list[dict[str, Any]]:
     return [_plain(item) for item in found.items]
 
 
-async def scaling_policies(namespace: str) -> list[dict[str, Any]]:
+async def custom_objects(namespace: str, plural: str) -> list[dict[str, Any]]:
     found = await asyncio.to_thread(
         CustomObjectsApi(client()).list_namespaced_custom_object,
         GROUP,
         VERSION,
         namespace,
-        "scalingpolicies",
+        plural,
     )
     return list(cast(dict[str, Any], found).get("items", []))
+
+
+async def scaling_policies(namespace: str) -> list[dict[str, Any]]:
+    return await custom_objects(namespace, "scalingpolicies")
+
+
+async def delete_custom_object(namespace: str, plural: str, name: str) -> None:
+    """Delete (a finalizer may keep it a while); one already gone needs nothing."""
+    try:
+        await asyncio.to_thread(
+            CustomObjectsApi(client()).delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 async def annotate_pod(namespace: str, name: str, annotations: Mapping[str, str | None]) -> None:

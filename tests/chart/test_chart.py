@@ -207,7 +207,7 @@ def test_rbac_binds_the_operator_service_account() -> None:
 
 def test_migrations_run_before_the_deployments() -> None:
     docs = render({})
-    (job,) = of_kind(docs, "Job")
+    job = next(j for j in of_kind(docs, "Job") if j["metadata"]["name"] == "amrutam-migrate")
     hooks = job["metadata"]["annotations"]
     assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     # What the Job reads exists before it: the env ConfigMap and Secret are earlier hooks.
@@ -249,7 +249,7 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         selector = policies[policy]["spec"]["podSelector"]
         return {name for name, labels in pods.items() if matches(selector, labels)}
 
-    everything = {"api", "worker", "beat", "operator", "migrate"}
+    everything = {"api", "worker", "beat", "operator", "migrate", "cleanup"}
     assert selected("default-deny") == everything
     for component in everything:
         assert selected(f"egress-{component}") == {component}
@@ -264,9 +264,15 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         if name.startswith("egress-")
     }
     assert egress_ports["api"] == {5432, 6379}
-    assert {c for c, ports in egress_ports.items() if 6443 in ports} == {"operator"}
-    # HTTPS: the operator (S3, the Kubernetes API) and the in-cluster PostgreSQL (WAL to S3).
-    assert {c for c, ports in egress_ports.items() if 443 in ports} == {"operator", "postgresql"}
+    # The Kubernetes API: the operator and its uninstall hook (which only deletes its CRs).
+    assert {c for c, ports in egress_ports.items() if 6443 in ports} == {"operator", "cleanup"}
+    # HTTPS: those two, and the in-cluster PostgreSQL (WAL to S3).
+    assert {c for c, ports in egress_ports.items() if 443 in ports} == {
+        "operator",
+        "cleanup",
+        "postgresql",
+    }
+    assert egress_ports["cleanup"] == {443, 6443}
     assert selected("api-ingress") == {"api"}
     assert selected("metrics-ingress") == {"api", "worker", "operator"}
     # Only the ingress controller may open the API port (F26: a monitoring pod could
