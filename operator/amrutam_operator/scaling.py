@@ -129,34 +129,43 @@ async def _scale_down(
     """The replica count to set now, a note when a drain holds it back, the drains."""
     if not spec.get("drainBeforeScaleDown", True) or broker is None:
         return desired, None, []
-    pods = await kube.target_pods(namespace, spec["targetRef"])
+    target = spec["targetRef"]
+    pods = await kube.target_pods(namespace, target)
     drains = drain.draining(pods, name)
     if not drains:
-        victims = replicaset.removed(pods, current - desired)
+        active = sum(replicaset.active(p) for p in pods)
+        victims = replicaset.removed(pods, active - desired)
         if not victims:
             return desired, None, []
         await drain.start(namespace, name, broker, victims)
-        drains = drain.draining(await kube.target_pods(namespace, spec["targetRef"]), name)
-        return (
-            current,
-            f"draining {', '.join(victims)} before scaling down",
-            _draining_status(drains),
-        )
+        drains = drain.draining(await kube.target_pods(namespace, target), name)
+        note = f"draining {', '.join(victims)} before scaling down"
+        return current, note, _draining_status(drains)
+    if stale := await _given_back_if_stale(namespace, target, broker, drains):
+        return current, stale, []
     now = datetime.now(UTC)
     held = await drain.busy(broker, list(drains.values()))
     overdue = max(d.age(now) for d in drains.values()) > settings().drain_timeout_s
     if held and not overdue:
         names = ", ".join(drains)
         return current, f"waiting for {held} tasks on {names}", _draining_status(drains)
-    # The scale-down must remove exactly the drained pods: a pod that turned unready (or
-    # a new Pending one) ranks before any deletion cost and would go instead.
-    pods = await kube.target_pods(namespace, spec["targetRef"])
-    removing = replicaset.removed(pods, len(drains))
-    if set(removing) != set(drains):
-        await drain.cancel(namespace, broker, list(drains.values()))
-        others = ", ".join(sorted(set(removing) - set(drains)))
-        return current, f"{others} would be removed instead: drain started over", []
+    if stale := await _given_back_if_stale(namespace, target, broker, drains):
+        return current, stale, []  # (checked again: asking the workers took a while)
     return max(desired, current - len(drains)), None, []
+
+
+async def _given_back_if_stale(
+    namespace: str, target: dict[str, Any], broker: str, drains: dict[str, drain.Drain]
+) -> str | None:
+    """The scale-down must remove exactly the drained pods: a pod that turned unready (or
+    a new Pending one) ranks before any deletion cost and would go instead. Then the
+    drain is given back (it is chosen again on the next poll) and a note says why."""
+    removing = replicaset.removed(await kube.target_pods(namespace, target), len(drains))
+    if set(removing) == set(drains):
+        return None
+    await drain.cancel(namespace, broker, list(drains.values()))
+    others = ", ".join(sorted(set(removing) - set(drains)))
+    return f"{others} would be removed instead: drain started over"
 
 
 def _ready(found: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,6 +27,10 @@ from tests.servers import ApiServer
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES = "25"
 SEED = "20261129"
+# Hypothesis, describing a strategy from two threads at once, can trip CPython's AST
+# recursion check (a RuntimeError inside the fuzzer, reported as an "error" of the
+# operation it was generating for, with no request sent): not a finding about the API.
+TOOL_FAULT = "AST constructor recursion depth mismatch"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +72,22 @@ def test_schemathesis_finds_nothing(
     fuzz_api: ApiServer, callers: dict[str, dict[str, str]], role: str
 ) -> None:
     headers = [arg for name, value in callers[role].items() for arg in ("-H", f"{name}: {value}")]
-    run = subprocess.run(
+    run = fuzz(fuzz_api, headers)
+    if run.returncode and TOOL_FAULT in run.stdout:
+        run = fuzz(fuzz_api, headers)  # the fuzzer's own fault, not a finding: once more
+    summary = run.stdout[run.stdout.find("SUMMARY") :]
+    print(f"schemathesis as {role}:\n{summary}")
+    failures = run.stdout[run.stdout.find("FAILURES") : run.stdout.find("SUMMARY")]
+    assert run.returncode == 0, (failures or run.stdout)[:12000]
+    document = httpx.get(f"{fuzz_api.url}/openapi.json").json()
+    operations = sum(len(methods) for methods in document["paths"].values())
+    tested = re.search(r"Tested: (\d+)", summary)
+    assert tested is not None
+    assert int(tested.group(1)) == operations  # every operation was reached
+
+
+def fuzz(fuzz_api: ApiServer, headers: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             str(Path(sys.executable).with_name("schemathesis")),
             "--config-file",
@@ -89,14 +108,5 @@ def test_schemathesis_finds_nothing(
         ],
         capture_output=True,
         text=True,
-        timeout=580,
+        timeout=280,
     )
-    summary = run.stdout[run.stdout.find("SUMMARY") :]
-    print(f"schemathesis as {role}:\n{summary}")
-    failures = run.stdout[run.stdout.find("FAILURES") : run.stdout.find("SUMMARY")]
-    assert run.returncode == 0, (failures or run.stdout)[:12000]
-    document = httpx.get(f"{fuzz_api.url}/openapi.json").json()
-    operations = sum(len(methods) for methods in document["paths"].values())
-    tested = re.search(r"Tested: (\d+)", summary)
-    assert tested is not None
-    assert int(tested.group(1)) == operations  # every operation was reached

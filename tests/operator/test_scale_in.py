@@ -72,11 +72,13 @@ def consumed(broker_url: str, pod: str) -> list[str] | None:
     return sorted(q["name"] for q in found[f"celery@{pod}"])
 
 
-def hold_a_task(broker_url: str) -> None:
-    """A task the worker reserves until its ETA: the worker is busy meanwhile."""
+async def hold_a_task(broker_url: str) -> None:
+    """A task the worker reserves until its ETA: the worker is busy meanwhile (waits
+    until it has taken it, or a drain could begin before and find it idle)."""
     Celery("tests", broker=broker_url).send_task(
         "workers.tasks.mark_no_shows", queue="maintenance", countdown=120
     )
+    await eventually(lambda: redis.Redis.from_url(broker_url).hlen("unacked") >= 1)
 
 
 def pods_of(cluster: Cluster, app: str) -> list[dict[str, Any]]:
@@ -254,7 +256,7 @@ async def test_a_drain_is_given_back_when_the_policy_is_suspended_or_deleted(
 ) -> None:
     app = f"wk-{how}"
     start_worker(workers, database_url, broker_url, f"{app}-new")
-    hold_a_task(broker_url)  # the worker is busy: the drain holds
+    await hold_a_task(broker_url)  # the worker is busy: the drain holds
     await cluster.secret(f"redis-{app}", url=broker_url)
     await two_pods(cluster, app)
     spec = draining_policy(app)
@@ -280,12 +282,11 @@ async def test_a_pod_turning_unready_mid_drain_is_not_replaced_by_the_drained_on
     would remove that (busy, undrained) worker and keep the drained one idle forever."""
     app = "wk-unready"
     start_worker(workers, database_url, broker_url, f"{app}-new")
+    await hold_a_task(broker_url)  # the drain of the new pod holds while it runs
     await cluster.secret(f"redis-{app}", url=broker_url)
     await two_pods(cluster, app)
-    spec = draining_policy(app)
-    spec["pollInterval"] = 2
-    await cluster.apply("scalingpolicies", app, spec)
-    await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"), every=0.05)
+    await cluster.apply("scalingpolicies", app, draining_policy(app))
+    await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"))
     unready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
     await cluster.patch("v1", "pods", f"{app}-old", unready)
 
