@@ -215,7 +215,9 @@ async def reconcile(
     elif found_rivals := await rivals(namespace, name, target):
         refusal = ("ConflictingAutoscaler", f"also sized by {', '.join(found_rivals)}")
     if refusal:
-        await release(namespace, name, target, broker)
+        if memo.get("may_drain", True):  # once per refusal (and after a restart)
+            await release(namespace, name, target, broker)
+            memo["may_drain"] = False
         patch.status["draining"] = []
         report([conditions.condition("Active", False, *refusal)])
         conditions.warn_once(memo, "refused", True, body, refusal[0], refusal[1])
