@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 
 from pydantic import Field
@@ -21,6 +22,15 @@ class OperatorSettings(BaseSettings):
     # the highest priority acts; `standalone` turns that off (one replica, or tests).
     peering_name: str = "amrutam"
     standalone: bool = False
+    # Each replica's peering priority: given, or taken from its pod name (distinct per pod).
+    priority: int | None = None
+    pod_name: str = Field(default_factory=socket.gethostname)
+    # The namespace the operator runs in and peers in (the chart passes it).
+    namespace: str = "default"
+    # Liveness: a heartbeat through the peering object every this many seconds; the probe
+    # fails after three missed. Watch streams are reopened after watch_timeout_s.
+    heartbeat_s: float = Field(20.0, gt=0)
+    watch_timeout_s: int = Field(300, ge=1)
     # How often each resource's timer wakes to see whether its own interval has passed.
     tick_s: float = Field(5.0, gt=0)
     # Backoff after a failed reconciliation: base * 2^retry, capped.

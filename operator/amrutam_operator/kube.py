@@ -42,6 +42,8 @@ CALLS = {
     ("platform.amrutam.io", "scalingpolicies", "delete"),
     ("platform.amrutam.io", "backupschedules", "delete"),
     ("platform.amrutam.io", "pointintimerestores", "delete"),
+    # The liveness heartbeat (liveness.py) on kopf's peering object.
+    ("kopf.dev", "kopfpeerings", "patch"),
     ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"),
     ("apps", "statefulsets/scale", "get"),
@@ -367,3 +369,17 @@ async def custom_object(namespace: str, plural: str, name: str) -> dict[str, Any
             return None
         raise
     return cast(dict[str, Any], found)  # the client returns the parsed JSON
+
+
+async def annotate_peering(
+    plural: str, namespace: str | None, name: str, annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    """Annotate kopf's peering object (the liveness heartbeat); returns the object."""
+    api = CustomObjectsApi(client())
+    body = {"metadata": {"annotations": dict(annotations)}}
+    call: Any = api.patch_cluster_custom_object
+    args: tuple[Any, ...] = ("kopf.dev", "v1", plural, name, body)
+    if namespace is not None:
+        call = api.patch_namespaced_custom_object
+        args = ("kopf.dev", "v1", namespace, plural, name, body)
+    return cast(dict[str, Any], await asyncio.to_thread(call, *args))

@@ -1,4 +1,4 @@
-"""Operator start-up: connection, peering, Events, metrics and the health probe."""
+"""Operator start-up: connection, peering, Events, metrics and liveness."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from amrutam_operator import config
+from amrutam_operator import config, liveness
 
 
 @kopf.on.startup()
@@ -22,7 +22,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=conf.blocking_threads, thread_name_prefix="operator-io")
     )
-    # One active operator: peers pause while a higher-priority one runs (kopf peering).
+    # One active operator: peers pause while a higher-priority one runs (kopf peering;
+    # liveness.start gives each replica its own priority).
     settings.peering.name = conf.peering_name
     settings.peering.standalone = conf.standalone
     settings.peering.mandatory = not conf.standalone
@@ -31,9 +32,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf keeps its bookkeeping in annotations; status belongs to our conditions.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
-    settings.watching.server_timeout = 300
     if conf.metrics_port:
         start_http_server(conf.metrics_port)
+    liveness.start(settings)
 
 
 @kopf.on.login()
@@ -42,9 +43,3 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     if url:
         return kopf.ConnectionInfo(server=url, insecure=True)
     return kopf.login_via_client(**kwargs)
-
-
-@kopf.on.probe(id="ready")
-def ready(**_: Any) -> bool:
-    """Served on kopf's liveness endpoint (``kopf run --liveness=...``) once running."""
-    return True

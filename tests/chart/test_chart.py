@@ -14,7 +14,7 @@ import pytest
 import yaml
 from amrutam_operator.kube import CALLS
 
-from tests.chart.rendering import CHART, of_kind, render
+from tests.chart.rendering import CHART, named, of_kind, render
 from tests.operator.test_crds import validator
 
 KUBERNETES = "1.37.0"
@@ -76,6 +76,18 @@ VALUE_SETS = {
 }
 
 
+def validate(doc: dict[str, Any]) -> None:
+    """Against the Kubernetes schemas, or the CRD that defines the kind."""
+    group = doc["apiVersion"].split("/")[0]
+    if group in ("platform.amrutam.io", "kopf.dev"):
+        validator(doc["kind"]).validate(doc)  # the chart's own CRDs' schemas
+    elif group == "monitoring.coreos.com":
+        assert doc["kind"] in ("ServiceMonitor", "PrometheusRule")
+        assert doc["spec"]  # the Prometheus operator's CRDs are not bundled here
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (f"{d['kind']}/{d['metadata']['name']}", d["spec"]["template"])
@@ -101,14 +113,7 @@ def test_every_object_validates_against_the_kubernetes_schemas(
     rendered: list[dict[str, Any]],
 ) -> None:
     for doc in rendered:
-        group = doc["apiVersion"].split("/")[0]
-        if group == "platform.amrutam.io":
-            validator(doc["kind"]).validate(doc)  # our own CRDs' schemas
-        elif group == "monitoring.coreos.com":
-            assert doc["kind"] in ("ServiceMonitor", "PrometheusRule")
-            assert doc["spec"]  # the Prometheus operator's CRDs are not bundled here
-        else:
-            kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        validate(doc)
 
 
 def test_chart_crds_are_valid() -> None:
@@ -426,8 +431,7 @@ def test_skaffold_builds_the_image_the_chart_deploys() -> None:
             chart.validate_schema(chart.merge_values(dev_values))
             docs = render(dev_values)
             for doc in docs:
-                if not doc["apiVersion"].startswith(("platform.amrutam.io", "monitoring")):
-                    kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+                validate(doc)
 
 
 def test_in_cluster_postgresql_archives_to_s3_and_serves_backup_jobs_over_tls() -> None:
@@ -554,3 +558,22 @@ def test_the_worker_budget_lets_a_node_drain_at_the_fewest_workers() -> None:
     )
     assert pdb["spec"] == {**pdb["spec"], "minAvailable": 2}
     assert "maxUnavailable" not in pdb["spec"]
+
+
+def test_operator_replicas_peer_in_a_rendered_peering_object_each_with_its_own_priority() -> None:
+    docs = render(with_value("operator.replicas", 2))
+    (peering,) = of_kind(docs, "KopfPeering")
+    operator = named(docs, "Deployment", "amrutam-operator")
+    assert operator["spec"]["replicas"] == 2
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    env = {
+        e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+    }
+    # The object kopf peers in is the one rendered, in the operator's namespace.
+    assert env["AMRUTAM_OPERATOR_PEERING_NAME"] == peering["metadata"]["name"]
+    assert "--namespace=amrutam" in container["command"]
+    assert env["AMRUTAM_OPERATOR_NAMESPACE"] == "metadata.namespace"
+    # Equal priorities freeze every peer: each pod takes its own from its name.
+    assert env["AMRUTAM_OPERATOR_POD_NAME"] == "metadata.name"
+    assert "--priority" not in " ".join(container["command"])

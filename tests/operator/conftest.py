@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -154,6 +155,8 @@ async def eventually(check: Callable[[], Any], timeout: float = 30, every: float
     while time.monotonic() < deadline:
         try:
             last = check()
+            if inspect.isawaitable(last):
+                last = await last
             if last:
                 return last
         except (KeyError, AssertionError, TypeError) as exc:

@@ -49,4 +49,4 @@ async def test_failed_reconciliations_are_counted(cluster: Cluster) -> None:
 async def test_liveness_probe_answers(cluster: Cluster) -> None:
     status, body = await get(f"http://127.0.0.1:{LIVENESS_PORT}/healthz")
     assert status == 200
-    assert '"ready"' in body
+    assert '"watching": "standalone"' in body

@@ -1,0 +1,40 @@
+"""The liveness rules on their own: who is outranked, and when the probe fails."""
+
+from __future__ import annotations
+
+import datetime
+
+from amrutam_operator.liveness import Heartbeat, outranked, priority
+
+NOW = datetime.datetime(2026, 11, 29, 12, 0, tzinfo=datetime.UTC)
+
+
+def peer(priority_: int, seconds_ago: float, lifetime: int = 60) -> dict[str, object]:
+    seen = (NOW - datetime.timedelta(seconds=seconds_ago)).isoformat()
+    return {"priority": priority_, "lastseen": seen, "lifetime": lifetime}
+
+
+def test_pods_of_one_deployment_take_distinct_stable_priorities() -> None:
+    names = [f"amrutam-operator-7d9c8b6f5-{suffix}" for suffix in ("x2kqp", "m9zrt", "a1b2c")]
+    assert len({priority(n) for n in names}) == 3
+    assert priority(names[0]) == priority(names[0])
+
+
+def test_a_live_higher_or_equal_peer_outranks_and_a_dead_one_does_not() -> None:
+    assert outranked({"me": peer(5, 1), "other": peer(9, 1)}, 5, NOW)
+    assert outranked({"me": peer(5, 1), "twin": peer(5, 1)}, 5, NOW)  # kopf freezes both
+    assert not outranked({"me": peer(5, 1), "other": peer(3, 1)}, 5, NOW)
+    assert not outranked({"me": peer(5, 1), "gone": peer(9, 61)}, 5, NOW)
+
+
+def test_the_probe_fails_after_three_missed_periods_of_either_kind() -> None:
+    beat = Heartbeat(period=10, started=0)
+    assert beat.problem(25) is None  # still starting
+    assert "API" in (beat.problem(31) or "")
+    beat.written = 30
+    assert "watch streams" in (beat.problem(31) or "")
+    beat.seen = 30
+    assert beat.problem(31) is None
+    beat.standby = True  # a paused copy's streams are stopped on purpose
+    beat.seen = 0
+    assert beat.problem(40) is None
