@@ -12,6 +12,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from amrutam_operator import secrets as generator
 from amrutam_operator.kube import CALLS
 
 from tests.chart.rendering import CHART, named, of_kind, render
@@ -157,10 +158,17 @@ def test_probes_are_wired_to_the_health_endpoints() -> None:
     assert docs["amrutam-operator"]["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def rbac_rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rbac_rules(docs: list[dict[str, Any]], account: str) -> list[dict[str, Any]]:
+    """The rules of every role bound to this service account."""
+    bound = {
+        binding["roleRef"]["name"]
+        for binding in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding")
+        if any(subject["name"] == account for subject in binding["subjects"])
+    }
     rules = []
     for doc in of_kind(docs, "Role") + of_kind(docs, "ClusterRole"):
-        rules += doc["rules"]
+        if doc["metadata"]["name"] in bound:
+            rules += doc["rules"]
     return rules
 
 
@@ -171,7 +179,7 @@ def allows(rules: list[dict[str, Any]], group: str, resource: str, verb: str) ->
 
 
 def test_operator_rbac_covers_every_call_and_nothing_wild() -> None:
-    rules = rbac_rules(render({}))
+    rules = rbac_rules(render({}), "amrutam-operator")
     for rule in rules:
         for field in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[field], rule
@@ -196,18 +204,34 @@ def test_operator_rbac_covers_every_call_and_nothing_wild() -> None:
     assert not allows(rules, "apps", "deployments", "patch")
 
 
-def test_rbac_binds_the_operator_service_account() -> None:
+def test_rbac_binds_only_the_operator_and_the_secrets_job() -> None:
     docs = render({})
-    account = of_kind(docs, "Deployment")
-    operator = next(d for d in account if d["metadata"]["name"] == "amrutam-operator")
-    name = operator["spec"]["template"]["spec"]["serviceAccountName"]
+    accounts = {
+        f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"].get(
+            "serviceAccountName"
+        )
+        for d in of_kind(docs, "Deployment") + of_kind(docs, "Job")
+    }
+    assert accounts["Deployment/amrutam-operator"] == "amrutam-operator"
+    assert accounts["Job/amrutam-secrets"] == "amrutam-secrets"
     for binding in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding"):
-        assert binding["subjects"] == [
-            {"kind": "ServiceAccount", "name": name, "namespace": "amrutam"}
-        ]
-    others = [d for d in account if d["metadata"]["name"] != "amrutam-operator"]
+        ((subject),) = binding["subjects"]
+        assert subject["name"] in ("amrutam-operator", "amrutam-secrets")
+        assert subject["namespace"] == "amrutam"
+    others = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] != "amrutam-operator"]
     for deployment in others:
         assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_secrets_job_may_write_its_own_secret_and_nothing_else() -> None:
+    rules = rbac_rules(render({}), "amrutam-secrets")
+    missing = [call for call in sorted(generator.CALLS) if not allows(rules, *call)]
+    assert not missing
+    for rule in rules:
+        assert rule["resources"] == ["secrets"]
+        assert set(rule["verbs"]) <= {"create", "get", "patch"}
+        if set(rule["verbs"]) & {"get", "patch"}:
+            assert rule["resourceNames"] == ["amrutam-env"]
 
 
 def test_migrations_run_before_the_deployments() -> None:
@@ -215,11 +239,24 @@ def test_migrations_run_before_the_deployments() -> None:
     job = next(j for j in of_kind(docs, "Job") if j["metadata"]["name"] == "amrutam-migrate")
     hooks = job["metadata"]["annotations"]
     assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
-    # What the Job reads exists before it: the env ConfigMap and Secret are earlier hooks.
-    for doc in of_kind(docs, "ConfigMap") + of_kind(docs, "Secret"):
-        if doc["metadata"]["name"] == "amrutam-env":
-            weight = int(doc["metadata"]["annotations"]["helm.sh/hook-weight"])
-            assert weight < int(hooks["helm.sh/hook-weight"])
+    # What the Job reads exists before it: the env ConfigMap is an earlier hook, and the
+    # Secret is written by an earlier hook Job (which needs its own objects before it).
+    weight = {
+        f"{d['kind']}/{d['metadata']['name']}": int(
+            d["metadata"]["annotations"]["helm.sh/hook-weight"]
+        )
+        for d in render({}, installed=False)
+        if "helm.sh/hook-weight" in (d["metadata"].get("annotations") or {})
+    }
+    assert weight["ConfigMap/amrutam-env"] < weight["Job/amrutam-migrate"]
+    assert weight["Job/amrutam-secrets"] < weight["Job/amrutam-migrate"]
+    for needed in (
+        "Secret/amrutam-secrets-given",
+        "ServiceAccount/amrutam-secrets",
+        "Role/amrutam-secrets",
+        "RoleBinding/amrutam-secrets",
+    ):
+        assert weight[needed] < weight["Job/amrutam-secrets"]
     for deployment in of_kind(docs, "Deployment"):
         assert "helm.sh/hook" not in (deployment["metadata"].get("annotations") or {})
     assert "amrutam migrate" in job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
@@ -254,7 +291,7 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         selector = policies[policy]["spec"]["podSelector"]
         return {name for name, labels in pods.items() if matches(selector, labels)}
 
-    everything = {"api", "worker", "beat", "operator", "migrate", "cleanup"}
+    everything = {"api", "worker", "beat", "operator", "migrate", "cleanup", "secrets"}
     assert selected("default-deny") == everything
     for component in everything:
         assert selected(f"egress-{component}") == {component}
@@ -269,15 +306,13 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         if name.startswith("egress-")
     }
     assert egress_ports["api"] == {5432, 6379}
-    # The Kubernetes API: the operator and its uninstall hook (which only deletes its CRs).
-    assert {c for c, ports in egress_ports.items() if 6443 in ports} == {"operator", "cleanup"}
-    # HTTPS: those two, and the in-cluster PostgreSQL (WAL to S3).
-    assert {c for c, ports in egress_ports.items() if 443 in ports} == {
-        "operator",
-        "cleanup",
-        "postgresql",
-    }
-    assert egress_ports["cleanup"] == {443, 6443}
+    # The Kubernetes API: the operator, its uninstall hook (which only deletes its CRs) and
+    # the Job that writes the generated Secret.
+    kube_api = {"operator", "cleanup", "secrets"}
+    assert {c for c, ports in egress_ports.items() if 6443 in ports} == kube_api
+    # HTTPS: those, and the in-cluster PostgreSQL (WAL to S3).
+    assert {c for c, ports in egress_ports.items() if 443 in ports} == kube_api | {"postgresql"}
+    assert egress_ports["cleanup"] == egress_ports["secrets"] == {443, 6443}
     assert selected("api-ingress") == {"api"}
     assert selected("metrics-ingress") == {"api", "worker", "operator"}
     # Only the ingress controller may open the API port (F26: a monitoring pod could
@@ -314,7 +349,7 @@ def test_production_values_use_the_existing_secret_and_tls() -> None:
 
 
 def test_generated_secrets_are_strong_and_urls_complete() -> None:
-    (secret,) = of_kind(render({}), "Secret")
+    secret = named(render({}), "Secret", "amrutam-env")
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert len(data["AMRUTAM_JWT_SECRET"]) == 40
     assert data["AMRUTAM_JWT_SECRET"] != data["AMRUTAM_AUDIT_SIGNING_KEY"]
@@ -450,7 +485,7 @@ def test_in_cluster_postgresql_archives_to_s3_and_serves_backup_jobs_over_tls() 
     jobs_config = configs["amrutam-pgbackrest"]
     assert "pg1-host=amrutam-postgresql" in jobs_config
     assert "repo1-" not in jobs_config  # the BackupSchedule's spec is the repository's truth
-    (secret,) = of_kind(docs, "Secret")
+    secret = named(docs, "Secret", "amrutam-env")
     url = base64.b64decode(secret["data"]["AMRUTAM_DATABASE_URL"]).decode()
     assert "@amrutam-postgresql:5432/amrutam" in url
     # Only the platform's pods reach PostgreSQL, only backup Jobs its pgBackRest server.
@@ -577,3 +612,14 @@ def test_operator_replicas_peer_in_a_rendered_peering_object_each_with_its_own_p
     # Equal priorities freeze every peer: each pod takes its own from its name.
     assert env["AMRUTAM_OPERATOR_POD_NAME"] == "metadata.name"
     assert "--priority" not in " ".join(container["command"])
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_a_gitops_sync_renders_the_same_objects_every_time(name: str) -> None:
+    """Argo CD and Flux render with no cluster to ask (no `lookup`): nothing may re-roll."""
+    once, again = (render(VALUE_SETS[name], installed=False) for _ in range(2))
+    assert once == again
+    for template in (CHART / "templates").iterdir():
+        text = template.read_text()
+        for call in ("lookup", "randAlpha", "randAscii", "randNumeric", "uuidv4", "genPrivateKey"):
+            assert call not in text, f"{template.name} calls {call}"

@@ -79,7 +79,8 @@ topologySpreadConstraints:
   mountPath: /tmp
 {{- end -}}
 
-{{/* A secret value: the given one; else the one already in the cluster; else random. */}}
-{{- define "amrutam.kept" -}}
-{{- .given | default (index .existing .key | default "" | b64dec) | default (randAlphaNum 40) -}}
+{{/* Pods roll when what the Secret is made of changes (its plan or the given values). */}}
+{{- define "amrutam.checksums" -}}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
 {{- end -}}
