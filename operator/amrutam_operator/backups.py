@@ -153,7 +153,8 @@ async def _repository(namespace: str, spec: Mapping[str, Any]) -> list[repo_stat
         raise kube.MissingReference("configmap has no pgbackrest.conf")
     env: dict[str, str] = {}
     s3 = spec["repo"].get("s3")
-    if spec["repo"]["type"] == "s3" and s3:
+    # web-id: the operator's own identity (its service account's, in its environment).
+    if spec["repo"]["type"] == "s3" and s3 and s3.get("keyType", "shared") == "shared":
         creds = await kube.secret_data(namespace, s3["credentialsSecretRef"]["name"])
         env = {
             "PGBACKREST_REPO1_S3_KEY": creds.get("key", ""),

@@ -16,6 +16,7 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client import (
     ApiClient,
+    ApiextensionsV1Api,
     AppsV1Api,
     AutoscalingV2Api,
     BatchV1Api,
@@ -42,6 +43,8 @@ CALLS = {
     ("platform.amrutam.io", "scalingpolicies", "delete"),
     ("platform.amrutam.io", "backupschedules", "delete"),
     ("platform.amrutam.io", "pointintimerestores", "delete"),
+    # The schema revision of our CRDs, checked at start-up (crds.py).
+    ("apiextensions.k8s.io", "customresourcedefinitions", "get"),
     # The liveness heartbeat (liveness.py) on kopf's peering object.
     ("kopf.dev", "kopfpeerings", "patch"),
     ("apps", "deployments/scale", "get"),
@@ -383,3 +386,15 @@ async def annotate_peering(
         call = api.patch_namespaced_custom_object
         args = ("kopf.dev", "v1", namespace, plural, name, body)
     return cast(dict[str, Any], await asyncio.to_thread(call, *args))
+
+
+async def crd(name: str) -> dict[str, Any] | None:
+    """A CustomResourceDefinition, or None when the cluster has none by that name."""
+    api = ApiextensionsV1Api(client())
+    try:
+        found = await asyncio.to_thread(api.read_custom_resource_definition, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return _plain(found)

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from amrutam_operator import config, liveness
+from amrutam_operator import config, crds, liveness
 
 
 @kopf.on.startup()
@@ -32,6 +32,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf keeps its bookkeeping in annotations; status belongs to our conditions.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage()
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage()
+    try:
+        await crds.check()
+    except crds.Outdated as exc:  # every restart says it again, until they are upgraded
+        raise kopf.PermanentError(str(exc)) from exc
     if conf.metrics_port:
         start_http_server(conf.metrics_port)
     liveness.start(settings)

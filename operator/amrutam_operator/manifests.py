@@ -44,6 +44,7 @@ def repo_options(spec: Mapping[str, Any]) -> list[str]:
             f"--repo1-s3-endpoint={s3['endpoint']}",
             f"--repo1-s3-region={s3['region']}",
             f"--repo1-s3-uri-style={s3.get('uriStyle', 'path')}",
+            f"--repo1-s3-key-type={s3.get('keyType', 'shared')}",
         ]
     return options
 
@@ -67,7 +68,8 @@ def _env(spec: Mapping[str, Any], **values: str) -> list[dict[str, Any]]:
         *({"name": k, "value": v} for k, v in values.items()),
     ]
     s3 = spec["repo"].get("s3")
-    if spec["repo"]["type"] == "s3" and s3:
+    # With web-id the pod's own identity signs (its service account's), no keys.
+    if spec["repo"]["type"] == "s3" and s3 and s3.get("keyType", "shared") == "shared":
         secret = s3["credentialsSecretRef"]["name"]
         env += [
             {
@@ -144,9 +146,13 @@ def _pod(
         shared.append({"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True})
     for container in containers:
         container["volumeMounts"] = [*shared, *container["volumeMounts"]]
+    account = (
+        {"serviceAccountName": spec["serviceAccountName"]} if spec.get("serviceAccountName") else {}
+    )
     return {
         "metadata": {"labels": dict(labels)},
         "spec": {
+            **account,
             "restartPolicy": "Never",
             "securityContext": {
                 "runAsNonRoot": True,

@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import copy
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
+from amrutam_operator import manifests
 from amrutam_operator import secrets as generator
 from amrutam_operator.kube import CALLS
 
@@ -68,12 +71,59 @@ IN_CLUSTER_POSTGRES: dict[str, Any] = {
     "postgresql": {"enabled": True, "tlsSecret": "amrutam-pgbackrest-tls"},
     "backups": BACKUPS,
 }
+ROLE = "arn:aws:iam::123456789012:role/amrutam-backups"
+# Production on EKS: the chart's PostgreSQL backed up to S3 through IRSA, no static keys.
+CLOUD_IDENTITY: dict[str, Any] = {
+    **PRODUCTION,
+    "postgresql": {"enabled": True, "tlsSecret": "amrutam-pgbackrest-tls"},
+    "backups": {
+        **BACKUPS,
+        "repo": {
+            "type": "s3",
+            "s3": {
+                "bucket": "amrutam-backups",
+                "region": "eu-central-1",
+                "endpoint": "s3.eu-central-1.amazonaws.com",
+                "keyType": "web-id",
+            },
+        },
+        "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE}},
+    },
+    "operator": {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": ROLE}}},
+}
+# What a GitOps repository sets: its own names, placement and extras per component.
+PLACED = {
+    "nodeSelector": {"node.kubernetes.io/pool": "platform"},
+    "tolerations": [{"key": "dedicated", "value": "platform", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "arch", "operator": "In", "values": ["amd64"]}]}
+                ]
+            }
+        }
+    },
+    "priorityClassName": "platform-critical",
+    "podAnnotations": {"sidecar.istio.io/inject": "false"},
+    "extraEnv": [{"name": "AMRUTAM_EXTRA_FLAG", "value": "1"}],
+}
+GITOPS: dict[str, Any] = {
+    "fullnameOverride": "telemed",
+    "nameOverride": "telemed-app",
+    "api": PLACED,
+    "worker": PLACED,
+    "beat": PLACED,
+    "operator": PLACED,
+}
 VALUE_SETS = {
     "default": {},
     "production": PRODUCTION,
     "minimal": MINIMAL,
     "monitoring": MONITORING,
     "in-cluster-postgres": IN_CLUSTER_POSTGRES,
+    "cloud-identity": CLOUD_IDENTITY,
+    "gitops": GITOPS,
 }
 
 
@@ -623,3 +673,86 @@ def test_a_gitops_sync_renders_the_same_objects_every_time(name: str) -> None:
         text = template.read_text()
         for call in ("lookup", "randAlpha", "randAscii", "randNumeric", "uuidv4", "genPrivateKey"):
             assert call not in text, f"{template.name} calls {call}"
+
+
+def test_s3_through_the_pods_cloud_identity_needs_no_static_keys() -> None:
+    docs = render(CLOUD_IDENTITY)
+    text = yaml.safe_dump_all(docs)
+    assert "PGBACKREST_REPO1_S3_KEY" not in text
+    assert (
+        "repo1-s3-key-type=web-id"
+        in named(docs, "ConfigMap", "amrutam-pgbackrest-db")["data"]["pgbackrest.conf"]
+    )
+    account = named(docs, "ServiceAccount", "amrutam-backup")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE}
+    assert (
+        named(docs, "StatefulSet", "amrutam-postgresql")["spec"]["template"]["spec"][
+            "serviceAccountName"
+        ]
+        == "amrutam-backup"
+    )
+    operator_account = named(docs, "ServiceAccount", "amrutam-operator")
+    assert operator_account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE}
+    # The Jobs the operator builds from the BackupSchedule run as that account, keyless.
+    (schedule,) = of_kind(docs, "BackupSchedule")
+    assert schedule["spec"]["repo"]["s3"]["keyType"] == "web-id"
+    job = manifests.backup_job_spec("amrutam-full", schedule["spec"], "full")
+    pod = job["template"]["spec"]
+    assert pod["serviceAccountName"] == "amrutam-backup"
+    assert "--repo1-s3-key-type=web-id" in " ".join(pod["containers"][0]["command"])
+    assert "S3_KEY" not in yaml.safe_dump(pod)
+
+
+def test_every_component_takes_its_placement_names_and_extras() -> None:
+    docs = render(GITOPS)
+    pods = {d["metadata"]["name"]: d["spec"]["template"] for d in of_kind(docs, "Deployment")}
+    assert set(pods) == {"telemed-api", "telemed-worker", "telemed-beat", "telemed-operator"}
+    for name, template in pods.items():
+        spec = template["spec"]
+        assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "telemed-app"
+        for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+            assert spec[field] == PLACED[field], (name, field)
+        assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        env = [e["name"] for e in spec["containers"][0].get("env", [])]
+        assert env[-1] == "AMRUTAM_EXTRA_FLAG", name
+    # Given constraints replace the chart's zone spread.
+    spread = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "x"}},
+        }
+    ]
+    api = named(
+        render(with_value("api.topologySpreadConstraints", spread)), "Deployment", "amrutam-api"
+    )
+    assert api["spec"]["template"]["spec"]["topologySpreadConstraints"] == spread
+
+
+def test_a_change_to_a_given_secret_value_rolls_the_pods_and_nothing_else_does() -> None:
+    def checksums(values: dict[str, Any]) -> dict[str, str]:
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][
+                "checksum/secret"
+            ]
+            for d in of_kind(render(values, installed=False), "Deployment")
+            if d["metadata"]["name"] != "amrutam-operator"
+        }
+
+    before = checksums({})
+    assert set(before) == {"amrutam-api", "amrutam-worker", "amrutam-beat"}
+    assert checksums({}) == before
+    after = checksums(with_value("secrets.jwtSecret", "rotated-" + "k" * 40))
+    assert all(after[name] != before[name] for name in before)
+
+
+def test_the_chart_label_is_valid_for_a_build_version(tmp_path: Path) -> None:
+    chart = tmp_path / "amrutam"
+    shutil.copytree(CHART, chart)
+    meta = chart / "Chart.yaml"
+    meta.write_text(meta.read_text().replace("version: 0.1.0", "version: 0.1.0+build.7"))
+    out = helm.Chart.load(chart).render({}, name="amrutam", namespace="amrutam", is_install=True)
+    labels = re.findall(r"helm.sh/chart: (\S+)", "".join(out.values()))
+    assert labels
+    assert set(labels) == {"amrutam-0.1.0_build.7"}

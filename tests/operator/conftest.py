@@ -198,6 +198,11 @@ def _register(emulator: kmock.KubernetesEmulator) -> None:
             subresources=subresources,
         )
     emulator.objects["v1/namespaces", None, NAMESPACE] = {"metadata": {"name": NAMESPACE}}
+    # The CRDs themselves, as `helm install` leaves them (the operator checks their revision).
+    for path in sorted(CRDS.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        key = ("apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"])
+        emulator.objects[key] = crd
 
 
 _RUNNING: list[Cluster] = []  # the package's cluster, once a test has asked for it

@@ -11,6 +11,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from amrutam_operator import crds as crd_revision
 
 from tests.operator.cel import violations
 from tests.operator.conftest import CRDS, ROOT, crds
@@ -206,3 +207,26 @@ def test_audit_partition_policy_interval_cannot_change() -> None:
         ".spec.interval: interval cannot change after creation; create a new policy for a new table"
     ]
     assert violations(crd, old, old) == []
+
+
+def test_backup_schedule_needs_s3_keys_unless_it_uses_the_pods_identity() -> None:
+    crd = by_kind()["BackupSchedule"]
+    doc = example("backupschedule")
+    s3 = doc["spec"]["repo"]["s3"]
+    assert violations(crd, doc) == []
+    del s3["credentialsSecretRef"]
+    assert violations(crd, doc) == [
+        ".spec.repo.s3: credentialsSecretRef is required unless keyType is web-id"
+    ]
+    s3["keyType"] = "web-id"
+    doc["spec"]["serviceAccountName"] = "amrutam-backup"
+    assert violations(crd, doc) == []
+    assert not list(validator("BackupSchedule").iter_errors(doc))
+
+
+def test_every_crd_file_carries_the_revision_the_operator_needs() -> None:
+    for path in CRDS.glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        if crd["spec"]["group"] == "platform.amrutam.io":
+            revision = crd["metadata"]["annotations"][crd_revision.ANNOTATION]
+            assert int(revision) == crd_revision.REVISION, path.name

@@ -1,22 +1,29 @@
+{{- define "amrutam.name" -}}
+{{- .Values.nameOverride | default .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* 50, not 63: objects add suffixes such as "-postgresql-metrics" to it. */}}
 {{- define "amrutam.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else if contains (include "amrutam.name" .) .Release.Name -}}
 {{- .Release.Name | trunc 50 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name (include "amrutam.name" .) | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "amrutam.labels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/name: {{ include "amrutam.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
 {{/* Selector labels of one component: (dict "root" $ "component" "api") */}}
 {{- define "amrutam.selector" -}}
-app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/name: {{ include "amrutam.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
@@ -79,8 +86,54 @@ topologySpreadConstraints:
   mountPath: /tmp
 {{- end -}}
 
-{{/* Pods roll when what the Secret is made of changes (its plan or the given values). */}}
+{{/* Pods roll when their settings, or what the Secret is made of (its plan, the given
+values), change. */}}
 {{- define "amrutam.checksums" -}}
 checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
 checksum/secret: {{ include (print .Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end -}}
+
+
+{{/* Where a component's pods run, from its values (dict "root" $ "component" "api"
+"values" .Values.api): node selection, tolerations, affinity, priority, and the zone
+spread (its own constraints, else the chart's default). */}}
+{{- define "amrutam.placement" -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- if .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml .values.topologySpreadConstraints | nindent 2 }}
+{{- else if .spread }}
+{{- include "amrutam.topology" . }}
+{{- end }}
+{{- end -}}
+
+{{/* A component's pod annotations: what rolls it on a change, then its own. */}}
+{{- define "amrutam.podAnnotations" -}}
+{{- include "amrutam.checksums" .root }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Static S3 keys for pgBackRest (repo.s3.keyType shared; web-id uses the pod's identity). */}}
+{{- define "amrutam.s3Keys" -}}
+{{- $secret := required "backups.repo.s3.credentialsSecret is required with keyType shared" .Values.backups.repo.s3.credentialsSecret }}
+- name: PGBACKREST_REPO1_S3_KEY
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: key}}
+- name: PGBACKREST_REPO1_S3_KEY_SECRET
+  valueFrom: {secretKeyRef: {name: {{ $secret }}, key: secret}}
 {{- end -}}
