@@ -6,6 +6,13 @@ are moved into the partition created for them, in the same transaction, instead 
 blocking maintenance. After a long gap it creates only what retention keeps.
 Idempotent: a second run with nothing new to do changes nothing.
 
+Retention detaches what falls out of ``keep`` (the table stays, out of the parent, stamped
+with the time in a comment). ``drop`` is two-phase: a detached table is dropped only
+``drop_after`` later, only when a full backup finished after its detach (so its rows are
+in a backup), and at most ``max_drops`` per run. Rows stranded in the default partition
+older than the cutoff get their partition too, and are detached with it: the default
+partition empties and nothing is lost.
+
 It cannot hurt the database it keeps. Time is the database's (``now()``), and retention
 acts only while the caller's clock agrees with it within ``MAX_SKEW``: a skewed pod
 clock must not detach or drop a year of audit trail. Every DDL transaction runs with a
@@ -32,6 +39,8 @@ from amrutam.audit.log import SYSTEM, record
 OWNER_ROLE = "amrutam_owner"
 MAX_SKEW = timedelta(minutes=1)
 LOCK_TIMEOUT = timedelta(seconds=2)
+DROP_AFTER = timedelta(days=30)
+DETACHED = "amrutam:detached="  # the comment a detached partition carries, with the time
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class Report:
     moved_from_default: int = 0
     contended: list[str] = field(default_factory=list)  # gave way to a lock; next run
     refused: str | None = None  # why retention did not act (a skewed clock)
+    awaiting_drop: list[str] = field(default_factory=list)  # detached, not yet droppable
 
     def as_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -127,6 +137,8 @@ class Report:
             found["contended"] = self.contended
         if self.refused:
             found["refused"] = self.refused
+        if self.awaiting_drop:
+            found["awaitingDrop"] = self.awaiting_drop
         return found
 
     @property
@@ -175,16 +187,22 @@ async def maintain(
     now: datetime | None = None,
     clock: datetime | None = None,
     lock_timeout: timedelta = LOCK_TIMEOUT,
+    drop_after: timedelta = DROP_AFTER,
+    max_drops: int = 1,
+    backed_up_at: datetime | None = None,
 ) -> Report:
     """Create what is missing, move default-partition rows, apply retention.
 
     ``now`` replaces the database's time (a simulated clock, for data at scale and
     tests); ``clock`` is the caller's own time, checked against the database's before
-    retention acts (the process clock when not given)."""
+    retention acts (the process clock when not given). ``backed_up_at`` is when the
+    newest full backup finished: ``drop`` drops nothing detached after it."""
     if action not in ("detach", "drop"):
         raise ValueError("retention action is detach or drop")
     if keep is not None and keep < 1:
         raise ValueError("retention keeps at least the current interval (keep >= 1)")
+    if max_drops < 1:
+        raise ValueError("max_drops is at least 1")
     table = _check(table)
     database_now = (await conn.fetchval("SELECT now()")).astimezone(UTC)
     skew = abs((clock or datetime.now(UTC)) - database_now)
@@ -200,33 +218,77 @@ async def maintain(
         f"SELECT DISTINCT date_trunc('{interval.pg_unit}', occurred_at AT TIME ZONE 'UTC') "
         f"AS period FROM {table}_default"
     )
-    for row in stranded:
-        start = interval.floor(row["period"].replace(tzinfo=UTC))
-        if cutoff is None or start >= cutoff:
-            wanted.add(start)
+    # Stranded rows older than the cutoff too: they get their partition (and retention
+    # detaches it below), rather than staying in the default partition for ever.
+    wanted |= {interval.floor(row["period"].replace(tzinfo=UTC)) for row in stranded}
 
     for start in sorted(wanted - existing.keys()):
         name = partition_name(table, interval, start)
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            continue  # detached earlier: late rows of its range stay in the default partition
         async with ddl.given_way(name):
             moved = await _create(conn, table, name, start, interval.next(start))
             report.moved_from_default += moved
             report.created.append(name)
+            existing[start] = Partition(name, start, interval.next(start))
 
-    old = [p for p in existing.values() if cutoff is not None and p.end <= cutoff]
-    if old and skew > MAX_SKEW:
-        report.refused = (
-            f"clock skew of {skew.total_seconds():.0f} s with the database: no retention"
-        )
-        old = []
+    if cutoff is None:
+        return report
+    old = [p for p in existing.values() if p.end <= cutoff and p.name not in report.contended]
+    if skew > MAX_SKEW:
+        if old or action == "drop":
+            report.refused = (
+                f"clock skew of {skew.total_seconds():.0f} s with the database: no retention"
+            )
+        return report
     for part in sorted(old, key=lambda p: p.start):
         async with ddl.given_way(part.name):
-            if action == "drop":
-                await conn.execute(f"DROP TABLE {part.name}")
-                report.dropped.append(part.name)
-            else:
-                await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
-                report.detached.append(part.name)
+            await conn.execute(f"ALTER TABLE {table} DETACH PARTITION {part.name}")
+            await conn.execute(f"COMMENT ON TABLE {part.name} IS '{DETACHED}{now.isoformat()}'")
+            report.detached.append(part.name)
+    if action == "drop":
+        await _drop_detached(conn, ddl, table, now, drop_after, max_drops, backed_up_at, report)
     return report
+
+
+async def _drop_detached(
+    conn: asyncpg.Connection,
+    ddl: _Ddl,
+    table: str,
+    now: datetime,
+    drop_after: timedelta,
+    max_drops: int,
+    backed_up_at: datetime | None,
+    report: Report,
+) -> None:
+    """The second phase of ``drop``: detached long enough, and in a full backup since."""
+    rows = await conn.fetch(
+        r"""
+        SELECT c.relname, obj_description(c.oid, 'pg_class') AS note
+        FROM pg_class c
+        WHERE c.relkind = 'r' AND c.relname LIKE $1 || '\_%'
+          AND NOT c.relispartition
+          AND obj_description(c.oid, 'pg_class') LIKE $2 || '%'
+        """,
+        table,
+        DETACHED,
+    )
+    detached = sorted(
+        (datetime.fromisoformat(row["note"].removeprefix(DETACHED)), row["relname"]) for row in rows
+    )
+    for detached_at, name in detached:
+        if now - detached_at < drop_after:
+            report.awaiting_drop.append(
+                f"{name}: kept until {(detached_at + drop_after).isoformat()}"
+            )
+        elif backed_up_at is None or backed_up_at <= detached_at:
+            report.awaiting_drop.append(f"{name}: no full backup since its detach")
+        elif len(report.dropped) >= max_drops:
+            report.awaiting_drop.append(f"{name}: next run (at most {max_drops} per run)")
+        else:
+            async with ddl.given_way(name):
+                await conn.execute(f"DROP TABLE {name}")
+                report.dropped.append(name)
 
 
 class _Ddl:

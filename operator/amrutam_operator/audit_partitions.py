@@ -7,6 +7,7 @@ secret, and reports the outcome as status conditions and Events.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,9 +42,26 @@ def _due(spec: kopf.Spec, status: kopf.Status, generation: int | None) -> bool:
     return elapsed >= timedelta(seconds=every)
 
 
-async def _maintain(dsn: str, spec: kopf.Spec) -> tuple[partitions.Report, dict[str, Any]]:
+async def last_full_backup(namespace: str, retention: Mapping[str, Any]) -> datetime | None:
+    """When the referenced BackupSchedule's newest full backup finished (drop's guard)."""
+    ref = retention.get("backupScheduleRef")
+    if not ref:
+        return None
+    schedule = await kube.custom_object(namespace, "backupschedules", ref["name"])
+    if schedule is None:
+        raise kube.MissingReference(f"backupschedule {ref['name']!r} not found")
+    full = ((schedule.get("status") or {}).get("lastBackups") or {}).get("full") or {}
+    finished = full.get("finishedAt")
+    return datetime.fromisoformat(finished.replace("Z", "+00:00")) if finished else None
+
+
+async def _maintain(
+    dsn: str, spec: kopf.Spec, namespace: str
+) -> tuple[partitions.Report, dict[str, Any]]:
     retention = spec.get("retention") or {}
     table = spec.get("table", "audit_logs")
+    action = retention.get("action", "detach")
+    backed_up_at = await last_full_backup(namespace, retention) if action == "drop" else None
     conn = await asyncpg.connect(libpq_dsn(dsn), timeout=CONNECT_TIMEOUT_S)
     try:
         report = await partitions.maintain(
@@ -52,7 +70,10 @@ async def _maintain(dsn: str, spec: kopf.Spec) -> tuple[partitions.Report, dict[
             interval=partitions.INTERVALS[spec.get("interval", "monthly")],
             premake=int(spec.get("premake", 3)),
             keep=retention.get("keep"),
-            action=retention.get("action", "detach"),
+            action=action,
+            drop_after=timedelta(days=int(retention.get("dropAfterDays", 30))),
+            max_drops=int(retention.get("maxDropsPerRun", 1)),
+            backed_up_at=backed_up_at,
         )
         return report, await partitions.status(conn, table)
     finally:
@@ -105,7 +126,7 @@ async def reconcile(
         return
     try:
         dsn = await kube.secret_value(namespace or "default", spec["databaseSecretRef"])
-        report, state = await _maintain(dsn, spec)
+        report, state = await _maintain(dsn, spec, namespace or "default")
     except (kube.MissingReference, OSError, asyncpg.PostgresError, ValueError) as exc:
         reason = "SecretUnusable" if isinstance(exc, kube.MissingReference) else "MaintenanceFailed"
         conditions.fail(
@@ -152,7 +173,8 @@ async def reconcile(
             reason="PartitionsMaintained",
             message=(
                 f"created {len(report.created)}, detached {len(report.detached)}, "
-                f"dropped {len(report.dropped)}, moved {report.moved_from_default} rows"
+                f"dropped {len(report.dropped)}, moved {report.moved_from_default} rows, "
+                f"{len(report.awaiting_drop)} detached awaiting drop"
             ),
         )
     metrics.succeeded(KIND, namespace, name)

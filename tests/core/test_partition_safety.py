@@ -35,6 +35,10 @@ def safety_dsn(postgres: PostgresServer) -> str:
 async def admin(safety_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(safety_dsn)
     await conn.execute(f"DROP TABLE IF EXISTS {TABLE} CASCADE")
+    for name in await conn.fetch(  # what earlier tests detached (no longer in the parent)
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE $1", f"{TABLE}\\_%"
+    ):
+        await conn.execute(f"DROP TABLE {name['relname']}")
     await conn.execute(f"SET ROLE {parts.OWNER_ROLE}")
     await conn.execute(
         f"CREATE TABLE {TABLE} (LIKE audit_logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
@@ -114,10 +118,11 @@ async def test_retention_is_withheld_when_the_callers_clock_disagrees(
     assert "clock skew" in report.refused
     assert before <= {p.name for p in await parts.partitions(admin, TABLE)}
 
-    # Agreeing clocks: retention runs, on the database's time.
+    # Agreeing clocks: retention runs, on the database's time (detaching first).
     report = await parts.maintain(admin, table=TABLE, keep=1, action="drop")
     assert report.refused is None
-    assert set(report.dropped) == {
+    assert report.dropped == []
+    assert set(report.detached) == {
         n
         for n in before
         if n
@@ -130,3 +135,68 @@ async def test_retention_is_withheld_when_the_callers_clock_disagrees(
 async def test_retention_keeps_at_least_the_current_interval(admin: asyncpg.Connection) -> None:
     with pytest.raises(ValueError, match="keep >= 1"):
         await parts.maintain(admin, table=TABLE, keep=0, action="drop")
+
+
+async def detached_tables(conn: asyncpg.Connection) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE $1 "
+        "AND NOT relispartition AND relname <> $2",
+        f"{TABLE}\\_%",
+        f"{TABLE}_default",
+    )
+    return {row["relname"] for row in rows}
+
+
+async def test_drop_waits_for_the_grace_period_and_a_newer_full_backup(
+    admin: asyncpg.Connection,
+) -> None:
+    january = datetime(2031, 1, 15, tzinfo=UTC)
+    await parts.maintain(admin, table=TABLE, premake=3, now=january)  # Jan to Apr
+    june = datetime(2031, 6, 10, tzinfo=UTC)
+    retention = {"table": TABLE, "premake": 0, "keep": 1, "action": "drop"}
+
+    # Phase one: out of the parent, still there.
+    first = await parts.maintain(admin, **retention, now=june)
+    old = [f"{TABLE}_2031_0{m}" for m in (1, 2, 3, 4)]
+    assert first.detached == old
+    assert first.dropped == []
+    assert await detached_tables(admin) == set(old)
+    assert all("kept until" in a for a in first.awaiting_drop)
+
+    # Past the grace period, but no full backup since the detach: kept.
+    later = june + parts.DROP_AFTER + timedelta(days=1)
+    before_detach = june - timedelta(hours=1)
+    for backed_up_at in (None, before_detach):
+        report = await parts.maintain(admin, **retention, now=later, backed_up_at=backed_up_at)
+        assert report.dropped == []
+        assert report.awaiting_drop == [f"{n}: no full backup since its detach" for n in old]
+    assert await detached_tables(admin) == set(old)
+
+    # With a newer full backup: dropped, oldest first, at most max_drops a run.
+    backed_up = june + timedelta(days=2)
+    report = await parts.maintain(
+        admin, **retention, now=later, backed_up_at=backed_up, max_drops=3
+    )
+    assert report.dropped == old[:3]
+    assert report.awaiting_drop == [f"{old[3]}: next run (at most 3 per run)"]
+    report = await parts.maintain(admin, **retention, now=later, backed_up_at=backed_up)
+    assert report.dropped == old[3:]
+    assert await detached_tables(admin) == set()
+
+
+async def test_default_rows_older_than_the_cutoff_are_partitioned_and_detached(
+    admin: asyncpg.Connection,
+) -> None:
+    march = datetime(2031, 3, 15, tzinfo=UTC)
+    await parts.maintain(admin, table=TABLE, premake=1, now=march)
+    stranded = datetime(2030, 6, 5, tzinfo=UTC)  # before any partition: in the default
+    for _ in range(3):
+        await insert(admin, stranded)
+    assert await admin.fetchval(f"SELECT count(*) FROM {TABLE}_default") == 3
+
+    report = await parts.maintain(admin, table=TABLE, premake=1, keep=1, now=march)
+    assert report.moved_from_default == 3
+    assert f"{TABLE}_2030_06" in report.created
+    assert f"{TABLE}_2030_06" in report.detached
+    assert await admin.fetchval(f"SELECT count(*) FROM {TABLE}_default") == 0
+    assert await admin.fetchval(f"SELECT count(*) FROM {TABLE}_2030_06") == 3  # kept

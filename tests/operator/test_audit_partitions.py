@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,7 +16,7 @@ from amrutam.audit import partitions
 from amrutam.audit.partitions import MONTHLY
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
-from tests.operator.conftest import Cluster, condition, eventually
+from tests.operator.conftest import GROUP, Cluster, condition, eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -182,3 +183,51 @@ async def test_a_contended_run_is_ready_and_a_skewed_clock_is_not() -> None:
     assert not _due({"checkInterval": 3600}, status, 1)  # not before a minute has passed
     status["lastMaintenance"]["time"] = (moment - timedelta(seconds=61)).isoformat()
     assert _due({"checkInterval": 3600}, status, 1)
+
+
+async def test_drop_detaches_first_and_drops_only_after_the_grace_once_a_backup_holds_it(
+    cluster: Cluster, database: PostgresServer
+) -> None:
+    now = datetime.now(UTC)
+    month = MONTHLY.shift(MONTHLY.floor(now), -5)  # rows of long ago, stranded in default
+    await plant_in_default(database, month.replace(day=10), 2)
+    table = f"audit_logs_{month.strftime('%Y_%m')}"
+    await cluster.secret("db-drop", dsn=dsn(database))
+    # The schedule whose last full backup the drop waits for (none yet).
+    schedule = {"repo": {"type": "posix"}, "configMapRef": {"name": "absent"}}
+    await cluster.create(
+        GROUP, "backupschedules", {"metadata": {"name": "bks-drop"}, "spec": schedule}
+    )
+    retention = {"keep": 2, "action": "drop", "dropAfterDays": 1}
+    spec = {
+        "databaseSecretRef": {"name": "db-drop", "key": "dsn"},
+        "premake": 1,
+        "checkInterval": 10,
+        "retention": retention | {"backupScheduleRef": {"name": "bks-drop"}},
+    }
+    await cluster.apply("auditpartitionpolicies", "audit-drop", spec)
+
+    def last() -> dict[str, Any]:
+        found = cluster.resource("auditpartitionpolicies", "audit-drop")
+        return dict((found.get("status") or {}).get("lastMaintenance") or {})
+
+    # Phase one: detached, kept for the grace period; its rows are all still there.
+    first = await eventually(lambda: table in last().get("detached", []) and last())
+    assert f"{table}: kept until" in " ".join(first["awaitingDrop"])
+    conn = await asyncpg.connect(dsn(database))
+    try:
+        assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 2
+        # Two days on (its stamp set back), and a full backup finished after the detach.
+        stamp = f"{partitions.DETACHED}{(now - timedelta(days=2)).isoformat()}"
+        await conn.execute(f"COMMENT ON TABLE {table} IS '{stamp}'")
+        finished = (now - timedelta(days=1)).isoformat()
+        await cluster.patch(
+            GROUP,
+            "backupschedules",
+            "bks-drop",
+            {"status": {"lastBackups": {"full": {"finishedAt": finished}}}},
+        )
+        await eventually(lambda: table in last().get("dropped", []), timeout=60)
+        assert await conn.fetchval("SELECT to_regclass($1)", table) is None
+    finally:
+        await conn.close()

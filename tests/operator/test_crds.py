@@ -27,7 +27,9 @@ COLUMNS = {
         "Horizon",
         "Partitions",
         "Default Rows",
+        "HorizonMet",
         "Ready",
+        "Maintained",
         "Age",
     ],
     "ScalingPolicy": ["Target", "Min", "Max", "Current", "Desired", "Observed", "Ready", "Age"],
@@ -230,3 +232,15 @@ def test_every_crd_file_carries_the_revision_the_operator_needs() -> None:
         if crd["spec"]["group"] == "platform.amrutam.io":
             revision = crd["metadata"]["annotations"][crd_revision.ANNOTATION]
             assert int(revision) == crd_revision.REVISION, path.name
+
+
+def test_audit_partition_policy_drop_needs_a_backup_schedule() -> None:
+    crd = by_kind()["AuditPartitionPolicy"]
+    doc = example("auditpartitionpolicy")
+    doc["spec"]["retention"] = {"keep": 84, "action": "drop"}
+    assert violations(crd, doc) == [
+        ".spec.retention: action drop needs backupScheduleRef"
+        " (a table is dropped only once a full backup holds it)"
+    ]
+    doc["spec"]["retention"]["backupScheduleRef"] = {"name": "amrutam"}
+    assert violations(crd, doc) == []
