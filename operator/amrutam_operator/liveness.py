@@ -63,6 +63,7 @@ class Heartbeat:
     written: float | None = None
     seen: float | None = None
     standby: bool = False
+    task: asyncio.Task[None] | None = None
 
     def problem(self, now: float) -> str | None:
         limit = 3 * self.period
@@ -125,8 +126,8 @@ def start(settings: kopf.OperatorSettings) -> None:
     logging.getLogger("kopf.objects").addFilter(_not_heartbeats)
     STATE = Heartbeat(period=conf.heartbeat_s)
     plural, _ = _where(settings)
-    # Registered here, once kopf knows which kind it peers in; an index, as kopf logs
-    # nothing for each call of those.
+    # Registered here, once kopf knows which kind it peers in. An index: it keeps no
+    # progress annotations on the object (its per-call log line is filtered out above).
     kopf.index(
         "kopf.dev",
         "v1",
@@ -134,7 +135,8 @@ def start(settings: kopf.OperatorSettings) -> None:
         id="heartbeat",
         when=lambda name, **_: bool(name == settings.peering.name),
     )(_came_back)
-    asyncio.get_running_loop().create_task(_beat(STATE, settings), name="heartbeat")
+    # Held by the state: the loop keeps only a weak reference to a task.
+    STATE.task = asyncio.get_running_loop().create_task(_beat(STATE, settings), name="heartbeat")
 
 
 @kopf.on.probe(id="watching")

@@ -115,7 +115,8 @@ def main() -> int:
     if found is not None:
         existing = {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
     data = env_secret(plan, given, existing or {})
-    if existing == data:
+    changed = sorted(k for k in data if (existing or {}).get(k) != data[k])
+    if existing is not None and not changed:  # (keys added by hand are left alone)
         print(f"secret {name} is up to date")
         return 0
     encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
@@ -130,7 +131,6 @@ def main() -> int:
         # With the version read: a concurrent writer makes this fail, not vanish.
         version = {"resourceVersion": found.metadata.resource_version}
         api.patch_namespaced_secret(name, namespace, {"metadata": version, "data": encoded})
-    changed = sorted(k for k in data if (existing or {}).get(k) != data[k])
     print(f"secret {name}: {'created' if existing is None else 'updated'} ({', '.join(changed)})")
     return 0
 
