@@ -81,9 +81,7 @@ CLOUD_IDENTITY: dict[str, Any] = {
         "repo": {
             "type": "s3",
             "s3": {
-                "bucket": "amrutam-backups",
-                "region": "eu-central-1",
-                "endpoint": "s3.eu-central-1.amazonaws.com",
+                **{k: v for k, v in BACKUPS["repo"]["s3"].items() if k != "credentialsSecret"},
                 "keyType": "web-id",
             },
         },
