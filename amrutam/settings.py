@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
     db_pool_timeout: float = Field(5.0, gt=0)
+    # How long a request waits for the database through a restart or a failover before it
+    # is answered 503 (0: never wait). A multi-host URL finds a promoted standby:
+    # postgresql+asyncpg://user@/db?host=a:5432&host=b:5432&target_session_attrs=read-write
+    db_wait_s: float = Field(3.0, ge=0, le=30)
     db_statement_timeout_ms: int = Field(15_000, ge=0)
     redis_url: str = "redis://127.0.0.1:63799/0"
     redis_timeout: float = Field(0.5, gt=0, description="socket timeout for Redis calls, seconds")
@@ -42,6 +46,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: int = Field(0, ge=0, description="proxies whose X-Forwarded-For is trusted")
+    # On SIGTERM the server stops accepting connections and gives the requests in flight
+    # this long to finish (the chart's terminationGracePeriodSeconds leaves room for it).
+    shutdown_grace_s: float = Field(20.0, ge=0, le=300)
 
     # Tokens
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

@@ -58,7 +58,12 @@ def main() -> None:
         single_process=settings.workers == 1,
         motd=False,
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    if settings.workers == 1:
+        # The Kubernetes shape: this process is the server, with no manager process
+        # above it, so SIGTERM reaches it directly and drains it (shutdown_grace_s).
+        Sanic.serve_single(primary=app)
+    else:
+        Sanic.serve(primary=app, app_loader=loader)
 
 
 if __name__ == "__main__":

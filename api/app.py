@@ -25,7 +25,7 @@ from amrutam.infra.redis_client import create_redis
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.service import BookingLimits, Scheduling
 from amrutam.settings import Settings, get_settings
-from api import middleware
+from api import middleware, outages
 from api.context import Policies, Services
 from api.openapi import document
 from api.problems import ProblemErrorHandler
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         FALLBACK_ERROR_FORMAT="json",
         ACCESS_LOG=False,
         KEEP_ALIVE_TIMEOUT=75,
+        GRACEFUL_SHUTDOWN_TIMEOUT=settings.shutdown_grace_s,
         OAS_URL_PREFIX="/docs",
         OAS_UI_DEFAULT="swagger",
         OAS_UI_REDOC=False,
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(scheduling.slots)
     app.blueprint(consultations.bp)
     app.blueprint(audit.bp)
+    outages.install(app)
 
     @app.before_server_start
     async def _describe(app: Sanic[Any, Any]) -> None:
@@ -82,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     async def _connect(app: Sanic[Any, Any]) -> None:
         engine = create_engine(settings, application_name="amrutam-api")
         redis = create_redis(settings)
-        db, cache = Database(engine), Cache(redis)
+        db, cache = Database(engine, settings.db_wait_s), Cache(redis)
         limiter = RateLimiter(redis, settings.redis_url)
         app.ctx.services = Services(
             settings=settings,

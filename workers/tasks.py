@@ -12,7 +12,7 @@ from amrutam.audit.partitions import maintain
 from amrutam.audit.seals import seal
 from amrutam.auth.service import purge_expired_tokens
 from amrutam.infra import outbox
-from amrutam.infra.db import connect
+from amrutam.infra.db import OUTAGE, connect
 from amrutam.infra.logs import get_logger
 from amrutam.notifications import service as notifications
 from amrutam.notifications.providers import DeliveryFailed, provider_for
@@ -65,7 +65,15 @@ def relay_outbox() -> int:
     return run(job)
 
 
-@app.task(name="workers.tasks.handle_event", base=Buried)  # type: ignore[untyped-decorator]
+@app.task(  # type: ignore[untyped-decorator]
+    name="workers.tasks.handle_event",
+    base=Buried,
+    # A database restart or failover delays the event; it is not dead-lettered for it.
+    autoretry_for=OUTAGE,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    max_retries=settings.task_max_retries,
+)
 def handle_event(event: dict[str, Any]) -> int:
     """Turn one event into its notifications (idempotent by event id)."""
 
@@ -82,7 +90,7 @@ def handle_event(event: dict[str, Any]) -> int:
     name=notifications.DELIVERY_TASK,
     queue="notifications",
     base=Buried,
-    autoretry_for=(DeliveryFailed,),
+    autoretry_for=(DeliveryFailed, *OUTAGE),
     retry_backoff=2,
     retry_backoff_max=settings.task_retry_backoff_max_s,
     retry_jitter=settings.task_retry_jitter,

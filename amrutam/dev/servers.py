@@ -127,6 +127,41 @@ class PostgresServer:
         if self.initialised() and self.running():
             self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
 
+    def start_standby(self, datadir: Path, port: int, synchronous: bool = True) -> PostgresServer:
+        """A streaming standby of this (running) server, started in ``datadir``. When
+        ``synchronous``, this server waits for the standby's flush at every commit from
+        now on (a commit it confirmed survives its loss)."""
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        chown_to_postgres(datadir.parent)
+        conninfo = f"host=127.0.0.1 port={self.port} user={self.user} application_name=standby"
+        self._run(
+            "pg_basebackup",
+            "-D",
+            str(datadir),
+            "-X",
+            "stream",
+            "-R",
+            "--checkpoint=fast",
+            "--no-sync",
+            "-d",
+            conninfo,
+        )
+        standby = PostgresServer(datadir, port, dict(self.settings), self.user)
+        standby.start()
+        if synchronous:
+            self.psql("ALTER SYSTEM SET synchronous_standby_names = 'standby'")
+            self.psql("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            while self.psql("SELECT sync_state FROM pg_stat_replication") != "sync":
+                if time.monotonic() > deadline:
+                    raise ServiceError("the standby did not become synchronous")
+                time.sleep(0.1)
+        return standby
+
+    def promote(self) -> None:
+        """Make this standby a primary (failover), once it accepts writes."""
+        self._run("pg_ctl", "-D", str(self.datadir), "-w", "-t", "60", "promote")
+
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = self._run(
             "psql",

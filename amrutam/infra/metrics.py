@@ -25,6 +25,11 @@ REDIS_DEGRADED = Counter(
 CACHE_REQUESTS = Counter(
     "amrutam_cache_requests_total", "Cache lookups by cache and result.", ["cache", "result"]
 )
+DB_WAITS = Counter(
+    "amrutam_db_outage_waits_total",
+    "Waits through a database outage: a connection got after retrying, a request repeated.",
+    ["kind"],
+)
 LOCK_EVENTS = Counter("amrutam_slot_lock_total", "Slot lock outcomes.", ["outcome"])
 
 

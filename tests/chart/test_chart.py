@@ -195,7 +195,8 @@ def test_probes_are_wired_to_the_health_endpoints() -> None:
     docs = {d["metadata"]["name"]: d for d in of_kind(render({}), "Deployment")}
     api = docs["amrutam-api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["livenessProbe"]["httpGet"]["path"] == "/livez"
-    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Readiness is this process serving, not the shared PostgreSQL and Redis.
+    assert api["readinessProbe"]["httpGet"]["path"] == "/livez"
     worker = docs["amrutam-worker"]["spec"]["template"]["spec"]["containers"][0]
     assert worker["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
     assert "--hostname=celery@$(POD_NAME)" in worker["command"]  # the operator drains by it
@@ -699,6 +700,20 @@ def test_s3_through_the_pods_cloud_identity_needs_no_static_keys() -> None:
     assert pod["serviceAccountName"] == "amrutam-backup"
     assert "--repo1-s3-key-type=web-id" in " ".join(pod["containers"][0]["command"])
     assert "S3_KEY" not in yaml.safe_dump(pod)
+
+
+def test_the_api_drains_before_it_is_killed_and_spreads_over_zones_and_nodes() -> None:
+    values = with_value("api.shutdown", {"preStopSeconds": 7, "drainSeconds": 25})
+    pod = named(render(values), "Deployment", "amrutam-api")["spec"]["template"]["spec"]
+    api = pod["containers"][0]
+    assert api["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "7"]
+    config = named(render(values), "ConfigMap", "amrutam-env")["data"]
+    assert config["AMRUTAM_SHUTDOWN_GRACE_S"] == "25"
+    assert pod["terminationGracePeriodSeconds"] == 7 + 25 + 5
+    keys = [c["topologyKey"] for c in pod["topologySpreadConstraints"]]
+    assert keys == ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
+    pdb = named(render({}), "PodDisruptionBudget", "amrutam-api")
+    assert pdb["spec"]["minAvailable"] == 1
 
 
 def test_every_component_takes_its_placement_names_and_extras() -> None:

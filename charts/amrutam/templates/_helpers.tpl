@@ -73,6 +73,13 @@ topologySpreadConstraints:
     labelSelector:
       matchLabels:
         {{- include "amrutam.selector" . | nindent 8 }}
+  # Within a zone, across nodes: one node drained or lost takes one replica at most.
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+        {{- include "amrutam.selector" . | nindent 8 }}
 {{- end }}
 {{- end -}}
 
