@@ -15,7 +15,7 @@ from sanic.exceptions import SanicException
 from sanic.handlers import ErrorHandler
 
 from amrutam import errors
-from amrutam.infra.db import CONNECTION_LOST
+from amrutam.infra.db import is_outage
 from amrutam.infra.logs import get_logger
 
 log = get_logger("api.errors")
@@ -80,7 +80,6 @@ def problem(
 
 
 _UNAVAILABLE = (
-    *CONNECTION_LOST,
     asyncpg.QueryCanceledError,
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -92,9 +91,7 @@ _UNAVAILABLE = (
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, _UNAVAILABLE)
+    return is_outage(exc) or isinstance(exc, _UNAVAILABLE)
 
 
 def _is_data_error(exc: BaseException) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -20,7 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from amrutam.infra.metrics import DB_WAITS
 from amrutam.settings import Settings
 
-# Driver errors that mean the connection (or the server) is gone, not the statement.
+# Driver errors that mean the connection (or the server) is gone, not the statement. The
+# last is a connection whose server shut down in the middle of an answer: asyncpg still
+# waits for the end of that answer, so the connection cannot be used again.
 CONNECTION_LOST = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -28,6 +30,7 @@ CONNECTION_LOST = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
     OSError,
+    asyncpg.InternalClientError,
 )
 
 # Errors that mean "no usable primary right now", which a short wait may cure: the server
@@ -37,8 +40,6 @@ OUTAGE = (
     *CONNECTION_LOST,
     asyncpg.TargetServerAttributeNotMatched,
     asyncpg.ReadOnlySQLTransactionError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
 )
 
 
@@ -67,27 +68,25 @@ class _Connection(asyncpg.Connection):  # type: ignore[misc]
         return await super().execute(query, *args, timeout=timeout)  # type: ignore[no-any-return]
 
 
-def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` (or the driver error SQLAlchemy wrapped in it) is an outage."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-        return True
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the errors under it (SQLAlchemy wraps the driver's in ``orig``)."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, OUTAGE):
-            return True
+        yield seen
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is away for now (see ``OUTAGE``)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return any(isinstance(e, OUTAGE) for e in _chain(exc))
 
 
 def is_read_only(exc: BaseException) -> bool:
     """A write reached a server that is (now) a standby: the pool points at a demoted
     primary and must be refilled."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, asyncpg.ReadOnlySQLTransactionError):
-            return True
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return any(isinstance(e, asyncpg.ReadOnlySQLTransactionError) for e in _chain(exc))
 
 
 # The role the API and workers log in as: INSERT/SELECT only on the audit trail.
@@ -158,7 +157,16 @@ def create_engine(settings: Settings, application_name: str = "amrutam") -> Asyn
         },
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed)
+    event.listen(engine.sync_engine, "handle_error", _outage_is_a_disconnect)
     return engine
+
+
+def _outage_is_a_disconnect(context: Any) -> None:
+    """SQLAlchemy counts an error as a disconnect only once asyncpg has closed the
+    connection; a server that is shutting down answers first and closes after. Such a
+    connection is dropped, not put back in the pool."""
+    if is_outage(context.original_exception):
+        context.is_disconnect = True
 
 
 def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
