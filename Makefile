@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install system-deps run test lint fmt services-up services-down clean bench slo loadtest \
-	image image-test
+	image image-test chaos
 
 install: system-deps $(VENV)/.synced
 
@@ -63,6 +63,11 @@ slo: install
 ## loadtest: a longer run on the large data set (10k doctors, 100k patients, 5M audit rows)
 loadtest: install
 	python -m loadtests.run --profile full
+
+## chaos: 10 minutes of load through API, Redis and PostgreSQL faults (a failover too);
+## figures in docs/availability/ (docs/availability.md)
+chaos: install
+	python -m loadtests.chaos --out docs/availability
 
 ## image: the application and PostgreSQL images, with podman or docker (podman is
 ## installed from Debian when neither is); offline, on local stand-in base images

@@ -10,7 +10,6 @@ and makes Locust exit non-zero when a target is missed.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import tomllib
@@ -21,6 +20,8 @@ from typing import Any
 from locust import events
 from locust.env import Environment
 
+from loadtests.stats import percentile
+
 TARGETS_FILE = Path(os.environ.get("SLO_TARGETS", Path(__file__).with_name("slo.toml")))
 RESULTS = Path(os.environ.get("SLO_RESULTS", Path(__file__).with_name("results")))
 WINDOW_S = 5
@@ -29,13 +30,6 @@ _samples: dict[str, list[float]] = defaultdict(list)
 _windows: dict[tuple[str, int], list[float]] = defaultdict(list)
 _counts = {"requests": 0, "failures": 0}
 _started = time.monotonic()
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))]
 
 
 @events.request.add_listener
