@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
 from amrutam.dev.servers import PostgresServer, RedisServer, free_port
+from amrutam.infra.db import libpq_dsn
 from amrutam.infra.migrate import upgrade
 from tests.factories import make_doctor, make_slots
 from tests.helpers import api_env, assert_problem, bearer, register
@@ -120,3 +122,50 @@ async def test_requests_wait_through_a_short_restart(
         assert listing.status_code == 200, listing.text
         metrics = (await http.get("/metrics")).text
         assert 'amrutam_db_outage_waits_total{kind="connected"}' in metrics
+
+
+async def test_a_booking_cut_off_before_its_commit_is_run_again(
+    outage_api: ApiServer, own_postgres: PostgresServer
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=outage_api.url, headers={"X-Forwarded-For": "10.88.0.3"}, timeout=30
+    ) as http:
+        doctor = await make_doctor(http)
+        slot = (await make_slots(http, doctor))[0]
+        patient = await register(http)
+
+        # Another transaction holds the slot's row, so the booking is mid-transaction
+        # (its BEGIN sent, no COMMIT) when the server restarts and cuts it off.
+        dsn = libpq_dsn(own_postgres.url("outage"))
+        holder = await asyncpg.connect(dsn)
+        await holder.execute("BEGIN")
+        await holder.execute(
+            "SELECT 1 FROM availability_slots WHERE id = $1 FOR UPDATE", slot["id"]
+        )
+        booking = asyncio.create_task(
+            http.post(
+                "/v1/appointments/book",
+                json={"slot_id": slot["id"]},
+                headers={**bearer(patient), "Idempotency-Key": "cut-off-mid-transaction"},
+            )
+        )
+        while not await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ):
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(own_postgres.stop, "fast")
+        await asyncio.to_thread(own_postgres.start)
+        holder.terminate()
+
+        response = await booking
+        assert response.status_code == 201, response.text
+        metrics = (await http.get("/metrics")).text
+        assert 'amrutam_db_outage_waits_total{kind="repeated"}' in metrics
+        conn = await asyncpg.connect(dsn)
+        try:
+            booked = await conn.fetchval(
+                "SELECT count(*) FROM appointments WHERE slot_id = $1", slot["id"]
+            )
+        finally:
+            await conn.close()
+        assert booked == 1
