@@ -153,7 +153,7 @@ def create_engine(settings: Settings, application_name: str = "amrutam") -> Asyn
                 "application_name": application_name,
                 "statement_timeout": str(settings.db_statement_timeout_ms),
             },
-            "timeout": min(5.0, settings.db_wait_s or 5.0),
+            "timeout": 5,
         },
     )
     event.listen(engine.sync_engine, "checkout", _discard_closed)

@@ -45,6 +45,24 @@ def wait_for(path: str, seconds: float, body: dict[str, str] | None = None) -> i
     return status
 
 
+def wait_for_demo_data(seconds: float) -> bool:
+    """Whether the seed's last demo doctor appears in the public search in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            found = httpx.get(
+                "http://127.0.0.1:8000/v1/doctors",
+                params={"specialty": "general medicine"},
+                timeout=2,
+            )
+            if found.status_code == 200 and found.json()["items"]:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return False
+
+
 def test_compose_up_serves_a_ready_api_then_comes_down() -> None:
     assert not port_in_use(8000), "docker-compose.yml publishes port 8000: free it first"
     command = [*compose(), "-p", PROJECT]
@@ -55,9 +73,12 @@ def test_compose_up_serves_a_ready_api_then_comes_down() -> None:
     try:
         run("up", "-d")
         assert wait_for("/readyz", 120) == 200, "the compose stack's API never became ready"
-        # The demo data follow the migrations (the same one-off service) shortly after.
+        # The demo data follow the migrations (the same one-off service), which podman-compose
+        # may start beside the API. Wait for them through a public read: a login before the
+        # account exists is a failed login, and five of those lock it for 15 minutes.
+        assert wait_for_demo_data(90), "the demo data never appeared"
         login = {"email": "patient@amrutam.example", "password": DEMO_PASSWORD}
-        assert wait_for("/v1/auth/login", 60, login) == 200
+        assert wait_for("/v1/auth/login", 10, login) == 200
     finally:
         run("down", "-v")
     assert not port_in_use(8000)
