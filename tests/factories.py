@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,6 +108,24 @@ async def book(
         json={"slot_id": slot_id},
         headers={**headers, "Idempotency-Key": key or uuid.uuid4().hex},
     )
+
+
+async def a_booking_waiting_on_its_slot_row(
+    http: httpx.AsyncClient, database_url: str, headers: dict[str, str], slot_id: str, key: str
+) -> tuple[asyncpg.Connection, asyncio.Task[httpx.Response]]:
+    """A booking held up in the database: another transaction, on the connection returned,
+    holds the slot's row until it rolls back or goes away."""
+    holder = await asyncpg.connect(pg_dsn(database_url))
+    await holder.execute("BEGIN")
+    await holder.execute(
+        "SELECT 1 FROM availability_slots WHERE id = $1 FOR UPDATE", uuid.UUID(slot_id)
+    )
+    booking = asyncio.create_task(book(http, headers, slot_id, key))
+    while not await holder.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    ):
+        await asyncio.sleep(0.05)
+    return holder, booking
 
 
 async def booked_count(database_url: str, slot_id: str) -> int:

@@ -8,14 +8,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from amrutam.dev.servers import PostgresServer, RedisServer, free_port
-from amrutam.infra.db import libpq_dsn
 from amrutam.infra.migrate import upgrade
-from tests.factories import make_doctor, make_slots
+from tests.factories import (
+    a_booking_waiting_on_its_slot_row,
+    booked_count,
+    make_doctor,
+    make_slots,
+)
 from tests.helpers import api_env, assert_problem, bearer, register
 from tests.servers import ApiServer
 
@@ -136,23 +139,10 @@ async def test_a_booking_cut_off_before_its_commit_is_run_again(
 
         # Another transaction holds the slot's row, so the booking is mid-transaction
         # (its BEGIN sent, no COMMIT) when the server restarts and cuts it off.
-        dsn = libpq_dsn(own_postgres.url("outage"))
-        holder = await asyncpg.connect(dsn)
-        await holder.execute("BEGIN")
-        await holder.execute(
-            "SELECT 1 FROM availability_slots WHERE id = $1 FOR UPDATE", slot["id"]
+        database_url = own_postgres.url("outage")
+        holder, booking = await a_booking_waiting_on_its_slot_row(
+            http, database_url, bearer(patient), slot["id"], "cut-off-mid-transaction"
         )
-        booking = asyncio.create_task(
-            http.post(
-                "/v1/appointments/book",
-                json={"slot_id": slot["id"]},
-                headers={**bearer(patient), "Idempotency-Key": "cut-off-mid-transaction"},
-            )
-        )
-        while not await holder.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        ):
-            await asyncio.sleep(0.05)
         await asyncio.to_thread(own_postgres.stop, "fast")
         await asyncio.to_thread(own_postgres.start)
         holder.terminate()
@@ -161,11 +151,4 @@ async def test_a_booking_cut_off_before_its_commit_is_run_again(
         assert response.status_code == 201, response.text
         metrics = (await http.get("/metrics")).text
         assert 'amrutam_db_outage_waits_total{kind="repeated"}' in metrics
-        conn = await asyncpg.connect(dsn)
-        try:
-            booked = await conn.fetchval(
-                "SELECT count(*) FROM appointments WHERE slot_id = $1", slot["id"]
-            )
-        finally:
-            await conn.close()
-        assert booked == 1
+        assert await booked_count(database_url, slot["id"]) == 1

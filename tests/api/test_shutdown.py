@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import asyncpg
 import httpx
 
 from amrutam.dev.servers import RedisServer
-from tests.factories import make_doctor, make_slots, pg_dsn
+from tests.factories import a_booking_waiting_on_its_slot_row, make_doctor, make_slots
 from tests.helpers import api_env, bearer, register
 from tests.servers import ApiServer
 
@@ -36,31 +35,16 @@ async def test_sigterm_drains_the_requests_in_flight(
             slot = (await make_slots(http, doctor))[0]
             patient = await register(http)
 
-            # Another transaction holds the slot's row: the booking waits in the database.
-            holder = await asyncpg.connect(pg_dsn(database_url))
-            transaction = holder.transaction()
-            await transaction.start()
-            await holder.execute(
-                "SELECT 1 FROM availability_slots WHERE id = $1 FOR UPDATE", slot["id"]
+            holder, booking = await a_booking_waiting_on_its_slot_row(
+                http, database_url, bearer(patient), slot["id"], "in-flight-at-sigterm"
             )
-            booking = asyncio.create_task(
-                http.post(
-                    "/v1/appointments/book",
-                    json={"slot_id": slot["id"]},
-                    headers={**bearer(patient), "Idempotency-Key": "in-flight-at-sigterm"},
-                )
-            )
-            while not await holder.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            ):
-                await asyncio.sleep(0.05)
 
             api.process.send_signal(signal.SIGTERM)
             while not await _refused(api.url):  # no new connection is taken: not ready
                 await asyncio.sleep(0.05)
             assert not booking.done()
 
-            await transaction.rollback()
+            await holder.execute("ROLLBACK")
             await holder.close()
             response = await booking
             assert response.status_code == 201, response.text
