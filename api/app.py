@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         engine = create_engine(settings, application_name="amrutam-api")
         redis = create_redis(settings)
         db, cache = Database(engine, settings.db_wait_s), Cache(redis)
-        limiter = RateLimiter(redis, settings.redis_url)
+        limiter = RateLimiter(redis)
         app.ctx.services = Services(
             settings=settings,
             db=db,

@@ -22,6 +22,10 @@ class Contract:
     body: tuple[type[BaseModel], ...] = ()
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()  # statuses the use case itself answers (404, 409, ...)
+    # A read answered from the Redis cache: its rate-limit hit rides on the cache read
+    # (api/middleware.py), so the handler runs before the limit is known; only for reads
+    # without side effects.
+    cached: bool = False
 
 
 def contract(
@@ -33,12 +37,13 @@ def contract(
     body: type[BaseModel] | tuple[type[BaseModel], ...] = (),
     query: type[BaseModel] | None = None,
     errors: tuple[int, ...] = (),
+    cached: bool = False,
 ) -> Callable[[F], F]:
     bodies = body if isinstance(body, tuple) else (body,)
 
     def mark(handler: F) -> F:
         handler.__dict__["contract"] = Contract(
-            summary, tag, ok, response, bodies, query, tuple(sorted(set(errors)))
+            summary, tag, ok, response, bodies, query, tuple(sorted(set(errors))), cached
         )
         return handler
 

@@ -3,6 +3,11 @@
 request id and log context → authentication → rate limit → idempotency → handler,
 then on the way out: idempotency record → rate-limit headers → request id → metrics
 and the access log.
+
+The rate-limit hit rides on the request's first Redis script: the idempotency claim of a
+write, the cache read of a cached read (routes whose contract says ``cached``; their hit
+is settled after the handler when no cache read carried it). Any other request sends
+it alone, before its handler runs.
 """
 
 from __future__ import annotations
@@ -10,18 +15,20 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from functools import wraps
 from typing import Any
 
 import structlog
 from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 
-from amrutam.errors import AuthenticationFailed, Busy, Conflict, InvalidInput
+from amrutam.errors import AuthenticationFailed, Conflict, InvalidInput
 from amrutam.infra.idempotency import Outcome, StoredResponse, fingerprint
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import REDIS_DEGRADED
-from amrutam.infra.ratelimit import Decision
+from amrutam.infra.ratelimit import Decision, Hit, pending_hit
 from api.context import Services
+from api.guards import Handler
 from api.metrics import IN_FLIGHT, LATENCY, REQUESTS
 from api.problems import BadRequest
 
@@ -42,6 +49,14 @@ def install(app: Sanic[Any, Any]) -> None:
     app.on_request(_before, priority=100)
     app.on_response(_after, priority=100)  # type: ignore[no-untyped-call]
 
+    @app.before_server_start
+    async def _mark_cached_reads(app: Sanic[Any, Any]) -> None:
+        for route in app.router.routes:
+            promise = getattr(route.handler, "contract", None)
+            if promise is not None and promise.cached and route.methods <= {"GET", "HEAD"}:
+                route.ctx.cached_read = True
+                route.handler = settles_rate_limit_after(route.handler)
+
 
 async def _before(request: Request) -> HTTPResponse | None:
     ctx = request.ctx
@@ -60,9 +75,13 @@ async def _before(request: Request) -> HTTPResponse | None:
     ctx.in_flight = True
 
     _authenticate(request)
-    if request.path not in UNLIMITED_PATHS:
-        await _rate_limit(request)
-    return await _idempotency_claim(request)
+    pending_hit.set(None)
+    ctx.rate_hit = None if request.path in UNLIMITED_PATHS else _defer_rate_limit(request)
+    replay = await _idempotency_claim(request)
+    cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
+    if ctx.rate_hit is not None and not cached_read:
+        await services(request).limiter.settle(ctx.rate_hit)
+    return replay
 
 
 def _authenticate(request: Request) -> None:
@@ -85,16 +104,28 @@ def _authenticate(request: Request) -> None:
     structlog.contextvars.bind_contextvars(user_id=str(principal.user_id))
 
 
-async def _rate_limit(request: Request) -> None:
+def _defer_rate_limit(request: Request) -> Hit:
     svc = services(request)
     principal = request.ctx.principal
     if principal is not None:
-        decision = await svc.limiter.hit(svc.policies.user, str(principal.user_id))
-    else:
-        decision = await svc.limiter.hit(svc.policies.anonymous, request.client_ip)
-    note_rate_limit(request, decision)
-    if not decision.allowed:
-        raise Busy("rate limit exceeded; slow down", retry_after=decision.reset_in)
+        return svc.limiter.defer(svc.policies.user, str(principal.user_id))
+    return svc.limiter.defer(svc.policies.anonymous, request.client_ip)
+
+
+def settles_rate_limit_after(handler: Handler) -> Handler:
+    """A cached read's handler, then its rate-limit hit if no cache read carried it: 429
+    (over the handler's own answer) when it is over the limit."""
+
+    @wraps(handler)
+    async def run(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
+        try:
+            return await handler(request, *args, **kwargs)
+        finally:
+            hit: Hit | None = request.ctx.rate_hit
+            if hit is not None and hit.decision is None:
+                await services(request).limiter.settle(hit)
+
+    return run
 
 
 def note_rate_limit(request: Request, decision: Decision) -> None:
@@ -199,6 +230,9 @@ def _protective_headers(request: Request, response: HTTPResponse) -> None:
 
 async def _after(request: Request, response: HTTPResponse) -> None:
     ctx = request.ctx
+    hit: Hit | None = getattr(ctx, "rate_hit", None)
+    if hit is not None and hit.decision is not None:
+        note_rate_limit(request, hit.decision)
     await record_idempotency(request, response)
     _rate_limit_headers(request, response)
     request_id = getattr(ctx, "request_id", None) or uuid.uuid4().hex

@@ -3,7 +3,8 @@
 Keys may carry generation counters: bumping a counter makes every key built on it
 unreachable at once, which is how "a change is visible immediately" is done for
 search results without finding and deleting each cached page. Reading the counters
-and the value is one round trip (a Lua script). On a miss one caller per key
+and the value is one round trip (a Lua script), which also carries the request's
+rate-limit hit (``ratelimit.carrying_the_pending_hit``). On a miss one caller per key
 recomputes (a short Redis lock, plus single flight inside the process); the others
 wait briefly for its result. When Redis is down every read goes to the source.
 
@@ -24,15 +25,19 @@ from redis.exceptions import RedisError
 
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import CACHE_REQUESTS, REDIS_DEGRADED
+from amrutam.infra.ratelimit import HIT_LUA, carrying_the_pending_hit
 
 log = get_logger(__name__)
 
-_GENERATIONAL_GET = """
-local parts = {ARGV[1]}
-for i, key in ipairs(KEYS) do parts[#parts + 1] = redis.call('GET', key) or '0' end
+_GENERATIONAL_GET = (
+    HIT_LUA
+    + """
+local parts = {ARGV[3]}
+for i = 2, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
 local full = table.concat(parts, ':')
-return {full, redis.call('GET', full)}
+return {count, pttl, full, redis.call('GET', full)}
 """
+)
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -65,14 +70,11 @@ class Cache:
             CACHE_REQUESTS.labels(name, "bypass").inc()
             return await compute()
         try:
-            if generations:
-                full_key, value = await self._generational_get(keys=list(generations), args=[key])
-                full_key = full_key.decode()
-            else:
-                full_key, value = key, await self._redis.get(key)
+            found = await carrying_the_pending_hit(self._generational_get, generations, [key])
         except RedisError as exc:
             self._degraded(exc)
             return await compute()
+        full_key, value = found[0].decode(), found[1] if len(found) > 1 else None
         if value is not None:
             CACHE_REQUESTS.labels(name, "hit").inc()
             return bytes(value)

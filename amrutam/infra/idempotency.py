@@ -21,6 +21,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
+from amrutam.infra.ratelimit import HIT_LUA, carrying_the_pending_hit
+
+# SET NX, or GET what the key holds: atomic, so the key cannot expire in between.
+_CLAIM = (
+    HIT_LUA
+    + """
+if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then return {count, pttl, 1} end
+return {count, pttl, 0, redis.call('GET', KEYS[2])}
+"""
+)
+
 
 class Outcome(enum.Enum):
     STARTED = "started"  # we own the key: run the request, then complete() or abandon()
@@ -62,35 +73,37 @@ class IdempotencyStore:
         self._ttl_s = ttl_s
         self._lock_s = lock_s
         self._sealer = sealer
+        self._claim = redis.register_script(_CLAIM)
 
     @staticmethod
     def _key(scope: str, key: str) -> str:
         return f"idem:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
 
     async def claim(self, scope: str, key: str, print_: str) -> Claim:
-        redis_key = self._key(scope, key)
+        """Claim the key, or say what it holds. One round trip, which also carries the
+        request's rate-limit hit (``ratelimit.carrying_the_pending_hit``)."""
         running = orjson.dumps({"state": "running", "fp": print_})
-        for _ in range(2):  # a second pass only if the key expired between SET and GET
-            if await self._redis.set(redis_key, running, nx=True, ex=self._lock_s):
-                return Claim(Outcome.STARTED)
-            raw = await self._redis.get(redis_key)
-            if raw is None:
-                continue
-            stored = orjson.loads(raw)
-            if stored.get("fp") != print_:
+        found = await carrying_the_pending_hit(
+            self._claim, [self._key(scope, key)], [running, self._lock_s]
+        )
+        if found[0] == 1:
+            return Claim(Outcome.STARTED)
+        if len(found) < 2:  # it expired as the script ran: treat as still running
+            return Claim(Outcome.IN_FLIGHT)
+        stored = orjson.loads(found[1])
+        if stored.get("fp") != print_:
+            return Claim(Outcome.MISMATCH)
+        if stored.get("state") == "running":
+            return Claim(Outcome.IN_FLIGHT)
+        body = stored["body"].encode()
+        if stored.get("sealed"):
+            if self._sealer is None:
                 return Claim(Outcome.MISMATCH)
-            if stored.get("state") == "running":
-                return Claim(Outcome.IN_FLIGHT)
-            body = stored["body"].encode()
-            if stored.get("sealed"):
-                if self._sealer is None:
-                    return Claim(Outcome.MISMATCH)
-                try:
-                    body = self._sealer.decrypt(body)
-                except InvalidToken:  # sealed under another secret: cannot be replayed
-                    return Claim(Outcome.MISMATCH)
-            return Claim(Outcome.REPLAY, StoredResponse(stored["status"], body, stored["headers"]))
-        return Claim(Outcome.IN_FLIGHT)
+            try:
+                body = self._sealer.decrypt(body)
+            except InvalidToken:  # sealed under another secret: cannot be replayed
+                return Claim(Outcome.MISMATCH)
+        return Claim(Outcome.REPLAY, StoredResponse(stored["status"], body, stored["headers"]))
 
     async def complete(
         self, scope: str, key: str, print_: str, response: StoredResponse, *, sealed: bool = False

@@ -33,7 +33,11 @@ async def put_profile(request: Request) -> HTTPResponse:
 
 @bp.get("/")
 @contract(
-    "Search doctors (cached 5 minutes)", tag="doctors", query=SearchQuery, response=ProfilePage
+    "Search doctors (cached 5 minutes)",
+    tag="doctors",
+    query=SearchQuery,
+    response=ProfilePage,
+    cached=True,
 )
 async def search(request: Request) -> HTTPResponse:
     query = parse_query(request, SearchQuery)
@@ -46,6 +50,7 @@ async def search(request: Request) -> HTTPResponse:
     tag="doctors",
     response=ProfileOut,
     errors=(404,),
+    cached=True,
 )
 async def get_profile(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
     return raw_json(await services(request).doctors.profile(doctor_id))
