@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -16,3 +18,9 @@ LATENCY = Histogram(
 IN_FLIGHT = Gauge(
     "amrutam_http_requests_in_flight", "HTTP requests being served.", multiprocess_mode="livesum"
 )
+
+
+@lru_cache(maxsize=4096)  # methods, route templates, statuses: a few hundred at most
+def series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled children for one kind of request, looked up once per process."""
+    return REQUESTS.labels(method, route, status), LATENCY.labels(method, route, status)

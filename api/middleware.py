@@ -12,6 +12,7 @@ it alone, before its handler runs.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -29,10 +30,11 @@ from amrutam.infra.metrics import REDIS_DEGRADED
 from amrutam.infra.ratelimit import Decision, Hit, pending_hit
 from api.context import Services
 from api.guards import Handler
-from api.metrics import IN_FLIGHT, LATENCY, REQUESTS
+from api.metrics import IN_FLIGHT, series
 from api.problems import BadRequest
 
 log = get_logger("api.access")
+_ACCESS_LOG = logging.getLogger("api.access")  # the level check alone is cached by logging
 
 UNLIMITED_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,255}")
@@ -242,13 +244,15 @@ async def _after(request: Request, response: HTTPResponse) -> None:
     route = "/" + request.route.path if request.route else "<unmatched>"
     started = getattr(ctx, "started", None)
     elapsed = time.perf_counter() - started if started is not None else 0.0
-    status = str(response.status)
     method = request.method if request.method in _METHODS else "OTHER"
-    REQUESTS.labels(method, route, status).inc()
-    LATENCY.labels(method, route, status).observe(elapsed)
+    count, latency = series(method, route, response.status)
+    count.inc()
+    latency.observe(elapsed)
     if getattr(ctx, "in_flight", False):
         IN_FLIGHT.dec()
         ctx.in_flight = False
+    if not _ACCESS_LOG.isEnabledFor(logging.INFO):
+        return
     principal = getattr(ctx, "principal", None)
     log.info(
         "request",

@@ -7,7 +7,10 @@ range, no unknown field) every field inherits.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qs
 
 import orjson
 from pydantic import ValidationError
@@ -50,9 +53,20 @@ def validate(model: type[M], data: Any) -> M:
 def parse_query(request: Request, model: type[M], lists: frozenset[str] = frozenset()) -> M:
     """Query parameters; names in ``lists`` keep every value, others must come once.
 
-    Blank values are kept (``limit=`` is an invalid limit, not a missing one).
+    Blank values are kept (``limit=`` is an invalid limit, not a missing one). A frozen
+    model is parsed once per distinct query string and shared (the hot cached reads).
     """
-    args = request.get_args(keep_blank_values=True)
+    if model.model_config.get("frozen"):
+        return cast(M, _parse_shared(model, request.query_string, lists))
+    return _parse(model, request.get_args(keep_blank_values=True), lists)
+
+
+@lru_cache(maxsize=4096)
+def _parse_shared(model: type[M], query_string: str, lists: frozenset[str]) -> M:
+    return _parse(model, parse_qs(query_string, keep_blank_values=True), lists)
+
+
+def _parse(model: type[M], args: Mapping[str, list[str]], lists: frozenset[str]) -> M:
     repeated = [key for key, values in args.items() if len(values) > 1 and key not in lists]
     if repeated:
         raise InvalidInput(

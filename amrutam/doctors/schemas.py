@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 import zoneinfo
 from datetime import datetime
+from functools import cached_property
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from amrutam.inputs import Day, Input
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -74,6 +76,10 @@ SortKey = Literal["fee", "-fee", "rating", "-rating", "experience", "-experience
 
 
 class SearchQuery(Input):
+    # Frozen: one parsed query is shared by every request with the same query string
+    # (api/validation.py), and its cache key is worked out once.
+    model_config = ConfigDict(**Input.model_config, frozen=True)
+
     specialty: str | None = Field(default=None, max_length=80)
     language: str | None = Field(default=None, max_length=40)
     city: str | None = Field(default=None, max_length=120)
@@ -96,6 +102,11 @@ class SearchQuery(Input):
         if self.min_fee is not None and self.max_fee is not None and self.min_fee > self.max_fee:
             raise ValueError("min_fee must not exceed max_fee")
         return self
+
+    @cached_property
+    def cache_key(self) -> str:
+        params = self.model_dump_json(exclude_none=True).encode()
+        return "search:" + hashlib.sha256(params).hexdigest()[:32]
 
 
 class ProfilePage(BaseModel):

@@ -6,7 +6,6 @@ serialised once, straight to the JSON bytes that are cached and served.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from datetime import date, timedelta
 from decimal import Decimal
@@ -120,10 +119,8 @@ class DoctorDirectory:
         generations = [DOCTORS_GENERATION]
         if query.available_on is not None:
             generations.append(availability_generation(query.available_on))
-        params = query.model_dump_json(exclude_none=True).encode()
-        key = "search:" + hashlib.sha256(params).hexdigest()[:32]
         return await self._cache.fetch(
-            "search", key, SEARCH_TTL_S, lambda: self._search(query), generations
+            "search", query.cache_key, SEARCH_TTL_S, lambda: self._search(query), generations
         )
 
     async def _search(self, query: SearchQuery) -> bytes:
