@@ -26,8 +26,10 @@ class Settings(BaseSettings):
     # maintenance as an administrator that may act as the owner role.
     database_url: str = "postgresql+asyncpg://amrutam_app@127.0.0.1:54329/amrutam"
     database_admin_url: str = "postgresql+asyncpg://postgres@127.0.0.1:54329/amrutam"
-    db_pool_size: int = Field(10, ge=1, le=200)
-    db_max_overflow: int = Field(10, ge=0, le=200)
+    # A fixed pool: SQLAlchemy closes an overflow connection when it is returned, so
+    # under load overflow means a new PostgreSQL connection (and backend) per request.
+    db_pool_size: int = Field(20, ge=1, le=200)
+    db_max_overflow: int = Field(0, ge=0, le=200)
     db_pool_timeout: float = Field(5.0, gt=0)
     # How long a request waits for the database through a restart or a failover before it
     # is answered 503 (0: never wait). A multi-host URL finds a promoted standby:

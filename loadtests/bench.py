@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 
 from amrutam.auth.tokens import AccessTokens
 from amrutam.dev.scale import copy_doctors
@@ -205,6 +206,13 @@ def _pgbench(dsn: str, data: dict[str, list[str]], port: int, clients: int) -> f
     return float(line.split()[2])
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its children (shared pages split)."""
+    root = psutil.Process(pid)
+    processes = [root, *root.children(recursive=True)]
+    return sum(p.memory_full_info().pss for p in processes) / 2**20
+
+
 def _wait(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -214,6 +222,32 @@ def _wait(url: str) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def _summary(
+    by_level: dict[int, dict[str, dict[str, float]]], raw_tps: float, memory: dict[str, float]
+) -> None:
+    """The figures the aims in docs/performance.md are stated in."""
+    busiest, lightest = max(by_level), min(by_level)
+    top = by_level[busiest]
+    bare = top["bare sanic (same JSON from memory)"]["rps"]
+    print(f"\nside by side ({busiest} connections), against the bare Sanic endpoint:")
+    for name in ("search, cached", "profile read"):
+        rps = top[name]["rps"]
+        print(f"  {name:22} {rps:7.0f} / {bare:.0f} req/s = {rps / bare:.2f}")
+    booking = top["booking, uncontended"]["rps"]
+    print(
+        f"  booking endpoint / the same transaction in pgbench: {booking:.0f} / "
+        f"{raw_tps:.0f} = {booking / raw_tps:.2f}"
+    )
+    if lightest != busiest:
+        light = by_level[lightest]
+        for name in ("search, cached", "profile read"):
+            print(f"  p95 at {lightest} connections, {name}: {light[name]['p95_ms']:.2f} ms")
+    print(
+        "  API memory (PSS, one process): "
+        + ", ".join(f"{when} {mb:.0f} MB" for when, mb in memory.items())
+    )
 
 
 def main() -> None:
@@ -252,6 +286,7 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{api_port}"
         _wait(base + "/livez")
+        memory = {"after start": _pss_mb(api.pid)}
         search_path = f"/v1/doctors?specialty=bench-{tag}-3"
         body = httpx.get(base + search_path).content
         body_file = _write([body.decode()])
@@ -265,6 +300,8 @@ def main() -> None:
         registration = credentials[:-1] + ',"full_name":"Bench Login","role":"patient"}'
         httpx.post(base + "/v1/auth/register", content=registration).raise_for_status()
         n, half = len(data["slots"]), len(data["slots"]) // 2
+        by_level: dict[int, dict[str, dict[str, float]]] = {}
+        raw_tps = 0.0
         scenarios = {
             "bare sanic (same JSON from memory)": (f"http://127.0.0.1:{bare_port}", ["GET /bare"]),
             "search, cached": (base, [f"GET {search_path}"]),
@@ -318,7 +355,7 @@ def main() -> None:
                 f"{'scenario':36} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
                 f"{'non-2xx':>8}"
             )
-            results = {}
+            results = by_level.setdefault(connections, {})
             for name, (url, lines_file) in files.items():
                 figures = _wrk(url, lines_file, connections)
                 results[name] = figures
@@ -328,16 +365,10 @@ def main() -> None:
                     f"{figures['non_2xx']:8.0f}",
                     flush=True,
                 )
-            bare_rps = results["bare sanic (same JSON from memory)"]["rps"]
-            ratio = results["search, cached"]["rps"] / bare_rps
-            print(f"cached search / bare Sanic: {ratio:.2f}")
             if level == 0:
-                raw = _pgbench(dsn, data, stack.postgres.port, connections)
-                book_rps = results["booking, uncontended"]["rps"]
-                print(
-                    f"raw booking transaction (pgbench, {connections} clients): "
-                    f"{raw:.0f} tps; booking endpoint / raw: {book_rps / raw:.2f}"
-                )
+                raw_tps = _pgbench(dsn, data, stack.postgres.port, connections)
+        memory["after the runs"] = _pss_mb(api.pid)
+        _summary(by_level, raw_tps, memory)
     finally:
         for process in (api, bare):
             if process is not None:
