@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # of one core per hash here. Raise both where logins are rare and cores are many.
     argon2_time_cost: int = Field(2, ge=1)
     argon2_memory_kib: int = Field(19_456, ge=1024)
+    # Threads hashing passwords, per process: each holds argon2_memory_kib while it works.
+    argon2_threads: int = Field(1, ge=1, le=32)
 
     # Rate limits ("N/period" strings understood by the `limits` library)
     rate_limit_anonymous: str = "300/minute"

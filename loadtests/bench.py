@@ -274,6 +274,8 @@ def main() -> None:
         "AMRUTAM_PORT": str(api_port),
         "AMRUTAM_WORKERS": "1",
         "AMRUTAM_LOG_LEVEL": "WARNING",
+        # As the image sets it: freed password-hash buffers go back to the system.
+        "MALLOC_MMAP_THRESHOLD_": "1048576",
         "AMRUTAM_RATE_LIMIT_USER": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 import httpx
+import psutil
 
 from amrutam.dev.servers import free_port
 from amrutam.dev.stack import LocalStack
@@ -31,6 +32,34 @@ PROFILES = {
     "ci": (2_000, 5_000, 7, 100_000, 40, 4, "100s", 1.0),
     "full": (10_000, 100_000, 14, 5_000_000, 60, 6, "10m", 0.1),
 }
+
+
+def _cpu_seconds(api_pid: int) -> dict[str, float]:
+    """CPU time used so far by the API (all its processes), PostgreSQL and Redis."""
+    api = psutil.Process(api_pid)
+    groups = {"API": [api, *api.children(recursive=True)], "PostgreSQL": [], "Redis": []}
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            groups["PostgreSQL"].append(process)
+        elif (process.info["name"] or "").startswith("redis-server"):
+            groups["Redis"].append(process)
+    totals = {}
+    for group, processes in groups.items():
+        seconds = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            seconds += times.user + times.system
+        totals[group] = seconds
+    return totals
+
+
+def _report_cpu(before: dict[str, float], after: dict[str, float], wall_s: float) -> None:
+    """Where the machine's cores went during the run: the load generator beside the rest."""
+    shares = ", ".join(f"{group} {(after[group] - before[group]) / wall_s:.2f}" for group in after)
+    print(f"cores used over the run: {shares}", flush=True)
 
 
 def _amrutam(*args: str) -> None:
@@ -92,6 +121,8 @@ def _run(
             except httpx.HTTPError:
                 time.sleep(0.2)
         RESULTS.mkdir(exist_ok=True)
+        cpu_before, started = _cpu_seconds(api.pid), time.monotonic()
+        children_before = os.times()
         locust = subprocess.run(
             [
                 sys.executable,
@@ -122,6 +153,12 @@ def _run(
                 "LOAD_PACE": str(pace or paced),
             },
         )
+        children_after, cpu_after = os.times(), _cpu_seconds(api.pid)
+        locust_s = (children_after.children_user + children_after.children_system) - (
+            children_before.children_user + children_before.children_system
+        )
+        cpu_before["Locust"], cpu_after["Locust"] = 0.0, locust_s
+        _report_cpu(cpu_before, cpu_after, time.monotonic() - started)
         if locust.returncode:
             sys.exit(locust.returncode)
     finally:

@@ -1,13 +1,24 @@
-"""Argon2id password hashing, off the event loop (it is deliberately CPU-heavy)."""
+"""Argon2id password hashing, off the event loop (it is deliberately CPU-heavy).
+
+Hashes run on a small thread pool of their own (``argon2_threads``, one by default: an
+API process has about one core). Each hash holds ``argon2_memory_kib`` (19 MiB) while it
+runs, and the C allocator keeps what a thread used, so asyncio's default pool (up to six
+threads here) left a process about 100 MB larger after a burst of logins.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from amrutam.settings import Settings
+
+T = TypeVar("T")
 
 
 class Passwords:
@@ -17,6 +28,7 @@ class Passwords:
             memory_cost=settings.argon2_memory_kib,
             parallelism=1,
         )
+        self._threads = ThreadPoolExecutor(settings.argon2_threads, thread_name_prefix="argon2")
         # Verified against when the account does not exist, so an unknown email costs
         # the same time as a wrong password and does not reveal which one it was.
         self._decoy = self._hasher.hash("decoy-password-never-matches")
@@ -24,8 +36,11 @@ class Passwords:
     def hash_sync(self, password: str) -> str:
         return self._hasher.hash(password)
 
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work)
+
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._off_loop(lambda: self._hasher.hash(password))
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
         def check() -> bool:
@@ -36,7 +51,7 @@ class Passwords:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(check)
+        return await self._off_loop(check)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
