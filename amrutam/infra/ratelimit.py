@@ -101,6 +101,7 @@ class Hit:
     policy: Policy
     ids: tuple[str, ...]
     decision: Decision | None = None
+    carried: bool = False  # a script is taking it along (one at a time)
 
     def decide(self, decision: Decision) -> Decision:
         self.decision = decision
@@ -171,15 +172,16 @@ async def carrying_the_pending_hit(
     any, and return the script's own results. Busy when the hit is over its limit; on a
     Redis error the hit is left for ``settle`` (which then decides it locally)."""
     hit = pending_hit.get()
-    if hit is None or hit.decision is not None or hit.limiter.redis_down:
+    if hit is None or hit.carried or hit.decision is not None or hit.limiter.redis_down:
         result = await script(keys=["", *keys], args=[0, 0, *args])
         return list(result[2:])
-    policy = hit.policy
+    policy, hit.carried = hit.policy, True
     try:
         result = await script(
             keys=[policy.key(*hit.ids), *keys], args=[policy.window_s, policy.limit, *args]
         )
     except RedisError as exc:
+        hit.carried = False
         hit.limiter.mark_down(exc)
         raise
     hit.decide(Decision.of(policy, int(result[0]), int(result[1]) / 1000))
