@@ -15,6 +15,8 @@ from amrutam.errors import AuthenticationFailed
 from amrutam.settings import Settings
 
 ROLES = frozenset(role.value for role in Role)
+# Verified tokens remembered per process (a client sends the same one many times).
+_VERIFIED_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class AccessTokens:
         self._keys = {settings.jwt_key_id: settings.jwt_secret.get_secret_value()}
         self._issuer = settings.jwt_issuer
         self.ttl = settings.access_token_ttl_s
+        # token -> (who, expiry): only tokens whose signature and claims checked out.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, user_id: uuid.UUID, role: str, family_id: uuid.UUID) -> str:
         now = int(time.time())
@@ -54,6 +58,20 @@ class AccessTokens:
         )
 
     def verify(self, token: str) -> Principal:
+        """Who the token speaks for. A token verified before is only checked for expiry:
+        its signature, issuer and claims cannot have changed."""
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            del self._verified[token]
+        principal, expires_at = self._verify(token)
+        if len(self._verified) >= _VERIFIED_MAX:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (principal, expires_at)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._keys.get(kid) if isinstance(kid, str) else None
@@ -71,11 +89,12 @@ class AccessTokens:
                 raise ValueError("unknown role or subject")
             if family is not None and not isinstance(family, str):
                 raise ValueError("the family claim is not a string")
-            return Principal(
+            who = Principal(
                 user_id=uuid.UUID(claims["sub"]),
                 role=role,
                 family_id=uuid.UUID(family) if family else None,
             )
+            return who, float(claims["exp"])
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationFailed("access token expired") from exc
         except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
