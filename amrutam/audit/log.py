@@ -83,26 +83,31 @@ class Entry:
 
 ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 COLUMNS = (*ENTRY_FIELDS, "row_hash")
-INSERT = (
-    f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES "
-    f"({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
-)
+
+
+def insert_sql(first: int = 1) -> str:
+    """The INSERT of one row (``Entry.row()``), its parameters numbered from ``first``
+    so that it can ride in a larger statement (a booking's single write)."""
+    values = ", ".join(f"${n}" for n in range(first, first + len(COLUMNS)))
+    return f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES ({values})"
+
+
+INSERT = insert_sql()
 
 
 def canonical_detail(detail: dict[str, Any] | None) -> str:
     return orjson.dumps(detail or {}, option=orjson.OPT_SORT_KEYS).decode()
 
 
-async def record(
-    conn: asyncpg.Connection,
+def entry(
     actor: Actor,
     action: Action,
     entity_type: str | None = None,
     entity_id: uuid.UUID | str | None = None,
     detail: dict[str, Any] | None = None,
-) -> None:
-    """Append one audit row using ``conn``'s current transaction."""
-    entry = Entry(
+) -> Entry:
+    """The audit row for ``action`` done by ``actor`` now."""
+    return Entry(
         id=uuid.uuid4(),
         occurred_at=utcnow(),
         actor_id=actor.user_id,
@@ -118,7 +123,19 @@ async def record(
             else detail
         ),
     )
-    await conn.execute(INSERT, *entry.row())
+
+
+async def record(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    action: Action,
+    entity_type: str | None = None,
+    entity_id: uuid.UUID | str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit row using ``conn``'s current transaction."""
+    row = entry(actor, action, entity_type, entity_id, detail).row()
+    await conn.execute(INSERT, *row)
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:

@@ -11,6 +11,7 @@ The booking path has three layers, each enough for a different failure:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +19,17 @@ import asyncpg
 from redis.asyncio import Redis
 
 from amrutam.audit.actions import Action
+from amrutam.audit.log import COLUMNS as AUDIT_COLUMNS
 from amrutam.audit.log import Actor, record
+from amrutam.audit.log import entry as audit_entry
+from amrutam.audit.log import insert_sql as audit_insert_sql
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.logs import get_logger
-from amrutam.infra.outbox import emit
+from amrutam.infra.outbox import emit, event_row
+from amrutam.infra.outbox import insert_sql as outbox_insert_sql
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START, touch_dates
@@ -66,17 +71,45 @@ class BookingLimits:
     per_doctor: int = 3
 
 
-# One statement, one round trip, after the slot is locked: serialise this patient's
-# bookings (an advisory lock, so two parallel bookings cannot both pass the count), free
-# an Idempotency-Key older than the contract's 24 hours, and count the open bookings.
-_PATIENT_BOOKINGS = """
+# The booking transaction is four round trips: BEGIN, these two statements, COMMIT.
+#
+# First: lock the slot row, then (LATERAL: only once the row is locked, so every booking
+# takes its locks in the same order) serialise this patient's bookings with an advisory
+# lock, so two parallel bookings cannot both pass the count, and count the patient's
+# open bookings. An Idempotency-Key older than the contract's 24 hours is freed.
+_LOCK_AND_COUNT = """
 WITH stale AS (
     UPDATE appointments SET idempotency_key = NULL
-    WHERE patient_id = $1 AND idempotency_key = $3 AND created_at < now() - interval '24 hours'
+    WHERE patient_id = $2 AND idempotency_key = $3 AND created_at < now() - interval '24 hours'
 )
-SELECT pg_advisory_xact_lock(hashtextextended('booking:' || $1::text, 0)),
-       count(*) AS total, count(*) FILTER (WHERE doctor_id = $2) AS with_doctor
-FROM appointments WHERE patient_id = $1 AND status = 'booked' AND starts_at > now()
+SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone, held.total, held.with_doctor
+FROM (
+    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, s.id
+    FROM availability_slots s WHERE s.id = $1 FOR UPDATE
+) s
+JOIN doctors d ON d.user_id = s.doctor_id
+CROSS JOIN LATERAL (
+    SELECT pg_advisory_xact_lock(hashtextextended('booking:' || $2::text, 0)),
+           count(*) AS total, count(*) FILTER (WHERE a.doctor_id = s.doctor_id) AS with_doctor
+    FROM appointments a
+    WHERE a.patient_id = $2 AND a.status = 'booked' AND a.starts_at > now()
+) held
+"""
+# Then every write in one statement: the appointment, the slot marked booked, the audit
+# row and the outbox event (data-modifying CTEs all run, and all or none commit).
+_WRITE = f"""
+WITH appointment AS (
+    INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at, ends_at, reason,
+        idempotency_key)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_APPOINTMENT}
+), booked AS (
+    UPDATE availability_slots SET status = 'booked' WHERE id = $2
+), audited AS (
+    {audit_insert_sql(9)}
+), announced AS (
+    {outbox_insert_sql(9 + len(AUDIT_COLUMNS))}
+)
+SELECT * FROM appointment
 """
 
 
@@ -118,8 +151,9 @@ class Scheduling:
             self._db.connection() as conn,
             conn.transaction(),
         ):
-            slot = await _lock_slot(conn, slot_id)
-            held = await conn.fetchrow(_PATIENT_BOOKINGS, patient_id, slot["doctor_id"], key)
+            slot = await conn.fetchrow(_LOCK_AND_COUNT, slot_id, patient_id, key)
+            if slot is None:
+                raise NotFound("no such slot")
             if slot["status"] != "open":
                 earlier = await self._same_booking(conn, patient_id, slot_id, key)
                 if earlier is not None:
@@ -127,20 +161,25 @@ class Scheduling:
                 raise Conflict("this slot is not open")
             if slot["starts_at"] <= utcnow():
                 raise Conflict("this slot has already started")
-            if held["total"] >= self._limits.total:
-                raise Conflict(f"you already hold {held['total']} upcoming appointments")
-            if held["with_doctor"] >= self._limits.per_doctor:
+            if slot["total"] >= self._limits.total:
+                raise Conflict(f"you already hold {slot['total']} upcoming appointments")
+            if slot["with_doctor"] >= self._limits.per_doctor:
                 raise Conflict(
-                    f"you already hold {held['with_doctor']} upcoming appointments with this doctor"
+                    f"you already hold {slot['with_doctor']} upcoming appointments with this doctor"
                 )
+            appointment_id = uuid.uuid4()
+            audited = audit_entry(
+                actor,
+                Action.APPOINTMENT_BOOKED,
+                "appointment",
+                appointment_id,
+                {"slot_id": str(slot_id)},
+            )
+            event = _event({"id": appointment_id, "patient_id": patient_id, **slot})
             try:
                 row = await conn.fetchrow(
-                    f"""
-                        INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at,
-                            ends_at, reason, idempotency_key)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_APPOINTMENT}
-                        """,
-                    uuid.uuid4(),
+                    _WRITE,
+                    appointment_id,
                     slot_id,
                     slot["doctor_id"],
                     patient_id,
@@ -148,21 +187,11 @@ class Scheduling:
                     slot["ends_at"],
                     reason,
                     key,
+                    *audited.row(),
+                    *event_row("appointment.booked", appointment_id, event),
                 )
             except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
                 raise _booking_conflict(exc) from exc
-            await conn.execute(
-                "UPDATE availability_slots SET status = 'booked' WHERE id = $1", slot_id
-            )
-            await record(
-                conn,
-                actor,
-                Action.APPOINTMENT_BOOKED,
-                "appointment",
-                row["id"],
-                {"slot_id": str(slot_id)},
-            )
-            await emit(conn, "appointment.booked", row["id"], _event(row))
         await touch_dates(self._cache, slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(dict(row)), created=True)
 
@@ -329,7 +358,7 @@ async def _lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Re
     return slot
 
 
-def _event(appointment: asyncpg.Record) -> dict[str, Any]:
+def _event(appointment: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "appointment_id": str(appointment["id"]),
         "patient_id": str(appointment["patient_id"]),
