@@ -2,8 +2,10 @@
 
 Starts the local PostgreSQL and Redis if needed, one API process and a bare Sanic
 process pinned to one core, loads a bench data set, drives each scenario with wrk from
-the other core, and prints p50/p95/p99 and throughput. It is a measurement, not a
-test: it asserts nothing and the figures go in the notes and docs/performance.md.
+the other core, and prints throughput and p50/p95/p99 (medians of ``BENCH_ROUNDS``), the
+ratios the aims are stated in (beside the bare endpoint and pgbench) and the API
+process's memory. It is a measurement, not a test: it asserts nothing and the figures
+go in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,8 +38,11 @@ from amrutam.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 LINES_LUA = Path(__file__).parent / "wrk" / "lines.lua"
-DOCTORS, SLOTS_PER_DOCTOR, PATIENTS, SPECIALTIES = 200, 150, 30_000, 10
+DOCTORS, SLOTS_PER_DOCTOR, PATIENTS, SPECIALTIES = 200, 250, 30_000, 10
 DURATION_S = int(os.environ.get("BENCH_SECONDS", "8"))
+# Every figure is the median of this many rounds (the machine is shared and noisy); the
+# rounds of one level interleave the scenarios, so a slow minute touches all of them.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 # Saturation (32 connections) and a moderate load (4 connections, ~12% of them).
 LOAD_LEVELS = [int(c) for c in os.environ.get("BENCH_CONNECTIONS", "32,4").split(",")]
 
@@ -145,10 +151,13 @@ END;
 """
 
 
-def _pgbench(dsn: str, data: dict[str, list[str]], port: int, clients: int) -> float:
+def _pgbench(
+    dsn: str, data: dict[str, list[str]], port: int, clients: int, part: int, parts: int
+) -> float:
     """The booking transaction (lock, insert, update, audit row, outbox row) driven
-    directly by pgbench over slots the HTTP scenarios never touch."""
-    slots = data["slots"][len(data["slots"]) // 2 : -100]
+    directly by pgbench over slots the HTTP scenarios never touch (``part`` of ``parts``,
+    so that every round books open slots)."""
+    slots = data["slots"][len(data["slots"]) // 2 : -100][part::parts]
 
     async def prepare() -> None:
         conn = await asyncpg.connect(dsn)
@@ -231,7 +240,7 @@ def _summary(
     busiest, lightest = max(by_level), min(by_level)
     top = by_level[busiest]
     bare = top["bare sanic (same JSON from memory)"]["rps"]
-    print(f"\nside by side ({busiest} connections), against the bare Sanic endpoint:")
+    print(f"\nside by side ({busiest} connections, medians), against the bare Sanic endpoint:")
     for name in ("search, cached", "profile read"):
         rps = top[name]["rps"]
         print(f"  {name:22} {rps:7.0f} / {bare:.0f} req/s = {rps / bare:.2f}")
@@ -340,26 +349,32 @@ def main() -> None:
             # Last: Argon2id hashes still queued when it ends would slow what follows.
             "auth: login (Argon2id)": (base, [f"POST /v1/auth/login - {credentials}"]),
         }
+        chunks = len(LOAD_LEVELS) * ROUNDS
         for level, connections in enumerate(LOAD_LEVELS):
-            # Each level books from its own part of the uncontended list.
-            files = {
-                name: (
-                    url,
-                    _write(lines[level :: len(LOAD_LEVELS)] if "uncontended" in name else lines),
-                )
-                for name, (url, lines) in scenarios.items()
-            }
             print(
-                f"\nwrk: 1 thread, {connections} connections, {DURATION_S} s per scenario; "
-                "API and bare server pinned to core 0, wrk to core 1\n"
+                f"\nwrk: 1 thread, {connections} connections, {DURATION_S} s per scenario, "
+                f"medians of {ROUNDS} rounds; API and bare server pinned to core 0, wrk to "
+                "core 1\n",
+                flush=True,
             )
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
+            for round_ in range(ROUNDS):
+                for name, (url, lines) in scenarios.items():
+                    # Each level and round books from its own part of the uncontended list.
+                    chunk = level * ROUNDS + round_
+                    picked = lines[chunk::chunks] if "uncontended" in name else lines
+                    runs[name].append(_wrk(url, _write(picked), connections))
+                time.sleep(2)  # password hashes still queued by the login scenario finish
             print(
                 f"{'scenario':36} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
                 f"{'non-2xx':>8}"
             )
             results = by_level.setdefault(connections, {})
-            for name, (url, lines_file) in files.items():
-                figures = _wrk(url, lines_file, connections)
+            for name, figures_of_rounds in runs.items():
+                figures = {
+                    key: statistics.median(f[key] for f in figures_of_rounds)
+                    for key in figures_of_rounds[0]
+                }
                 results[name] = figures
                 print(
                     f"{name:36} {figures['rps']:9.0f} {figures['p50_ms']:8.2f} "
@@ -368,7 +383,10 @@ def main() -> None:
                     flush=True,
                 )
             if level == 0:
-                raw_tps = _pgbench(dsn, data, stack.postgres.port, connections)
+                raw_tps = statistics.median(
+                    _pgbench(dsn, data, stack.postgres.port, connections, round_, ROUNDS)
+                    for round_ in range(ROUNDS)
+                )
         memory["after the runs"] = _pss_mb(api.pid)
         _summary(by_level, raw_tps, memory)
     finally:
