@@ -360,9 +360,11 @@ def main() -> None:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
             for round_ in range(ROUNDS):
                 for name, (url, lines) in scenarios.items():
-                    # Each level and round books from its own part of the uncontended list.
+                    # Each level and round takes its own part of the lists that must not
+                    # repeat (slots booked, queries cached by an earlier run).
                     chunk = level * ROUNDS + round_
-                    picked = lines[chunk::chunks] if "uncontended" in name else lines
+                    fresh = "uncontended" in name or "uncached" in name
+                    picked = lines[chunk::chunks] if fresh else lines
                     runs[name].append(_wrk(url, _write(picked), connections))
                 time.sleep(2)  # password hashes still queued by the login scenario finish
             print(
