@@ -120,11 +120,16 @@ class Accounts:
             await record_in(session, actor, Action.AUTH_LOGOUT, "user", actor.user_id)
 
     async def user(self, user_id: uuid.UUID) -> UserOut:
-        async with self._db.session() as session:
-            user = await session.get(User, user_id)
-        if user is None or not user.is_active:
+        # A plain query: every client asks "who am I", and the ORM costs most of it.
+        async with self._db.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT id, email, full_name, role, phone, is_active, created_at FROM users "
+                "WHERE id = $1 AND is_active",
+                user_id,
+            )
+        if row is None:
             raise NotFound("user not found")
-        return UserOut.model_validate(user, from_attributes=True)
+        return UserOut.model_validate(dict(row))
 
     async def _create(
         self,
