@@ -56,9 +56,15 @@ async def round_trips(redis_url: str) -> AsyncIterator[list[str]]:
 
 
 async def _count(redis_url: str, request: Callable[[], Awaitable[Any]]) -> list[str]:
+    return (await _count_and_answer(redis_url, request))[0]
+
+
+async def _count_and_answer(
+    redis_url: str, request: Callable[[], Awaitable[Any]]
+) -> tuple[list[str], Any]:
     async with round_trips(redis_url) as seen:
-        await request()
-    return seen
+        answer = await request()
+    return seen, answer
 
 
 async def test_a_cached_read_is_one_round_trip(
@@ -75,9 +81,14 @@ async def test_a_cached_read_is_one_round_trip(
     ) as http:
         assert (await http.get(search)).status_code == 200  # fills the cache
         assert (await http.get(f"/v1/doctors/{doctor['id']}")).status_code == 200
+        remaining = []
         for path in (search, f"/v1/doctors/{doctor['id']}"):
-            seen = await _count(counted_redis.url(), lambda p=path: http.get(p))
+            seen, answer = await _count_and_answer(counted_redis.url(), lambda p=path: http.get(p))
             assert seen == ["EVALSHA"], (path, seen)
+            remaining.append(int(answer.headers["ratelimit"].split(";r=")[1].split(";")[0]))
+        # Each hit a cache read carried was counted once, and reported (8 a minute: two
+        # reads filled the caches).
+        assert remaining == [5, 4]
 
         # Any other request: the hit alone.
         me = await _count(
