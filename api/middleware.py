@@ -79,11 +79,14 @@ async def _before(request: Request) -> HTTPResponse | None:
     _authenticate(request)
     pending_hit.set(None)
     ctx.rate_hit = None if request.path in UNLIMITED_PATHS else _defer_rate_limit(request)
-    replay = await _idempotency_claim(request)
-    cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
-    if ctx.rate_hit is not None and not cached_read:
-        await services(request).limiter.settle(ctx.rate_hit)
-    return replay
+    try:
+        return await _idempotency_claim(request)
+    finally:
+        # Also when the claim refused the request before sending the hit along (a missing
+        # key): it still counts, and over the limit 429 comes first.
+        cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
+        if ctx.rate_hit is not None and not cached_read:
+            await services(request).limiter.settle(ctx.rate_hit)
 
 
 def _authenticate(request: Request) -> None:

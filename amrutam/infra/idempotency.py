@@ -88,7 +88,7 @@ class IdempotencyStore:
         )
         if found[0] == 1:
             return Claim(Outcome.STARTED)
-        if len(found) < 2:  # it expired as the script ran: treat as still running
+        if len(found) < 2:  # no value after a failed SET NX: never inside one script
             return Claim(Outcome.IN_FLIGHT)
         stored = orjson.loads(found[1])
         if stored.get("fp") != print_:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
 
 import httpx
 
@@ -151,3 +152,20 @@ async def test_login_attempts_are_limited_per_address(strict_client: httpx.Async
 async def test_health_endpoints_are_not_limited(strict_client: httpx.AsyncClient) -> None:
     statuses = {(await strict_client.get("/livez")).status_code for _ in range(12)}
     assert statuses == {200}
+
+
+async def test_writes_refused_before_their_idempotency_claim_still_count(
+    strict_client: httpx.AsyncClient,
+) -> None:
+    """A booking without its Idempotency-Key is refused (400) before any Redis call: the
+    hit that would have ridden on the claim is sent anyway."""
+    tokens = await register(strict_client)
+    statuses = [
+        (
+            await strict_client.post(
+                "/v1/appointments/book", json={"slot_id": str(uuid.uuid4())}, headers=bearer(tokens)
+            )
+        ).status_code
+        for _ in range(6)
+    ]
+    assert statuses == [400] * 5 + [429]
