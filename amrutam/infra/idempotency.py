@@ -10,7 +10,9 @@ Responses that carry credentials (tokens) are stored sealed: encrypted and authe
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import enum
 import hashlib
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from amrutam.infra.ratelimit import HIT_LUA, carrying_the_pending_hit
 
@@ -74,6 +77,7 @@ class IdempotencyStore:
         self._lock_s = lock_s
         self._sealer = sealer
         self._claim = redis.register_script(_CLAIM)
+        self._freeing: set[asyncio.Future[None]] = set()
 
     @staticmethod
     def _key(scope: str, key: str) -> str:
@@ -81,7 +85,32 @@ class IdempotencyStore:
 
     async def claim(self, scope: str, key: str, print_: str) -> Claim:
         """Claim the key, or say what it holds. One round trip, which also carries the
-        request's rate-limit hit (``ratelimit.carrying_the_pending_hit``)."""
+        request's rate-limit hit (``ratelimit.carrying_the_pending_hit``).
+
+        A caller cancelled while the claim is in flight (a client that hung up) may have
+        claimed the key without knowing it; nobody would finish that claim, and a retry
+        would get 409 until it expired. So the claim runs to its end, and a key it took
+        for a caller that is gone is freed at once."""
+        claiming = asyncio.ensure_future(self._claim_now(scope, key, print_))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            claiming.add_done_callback(lambda done: self._free_if_taken(done, scope, key))
+            raise
+
+    def _free_if_taken(self, claiming: asyncio.Future[Claim], scope: str, key: str) -> None:
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        if claiming.result().outcome is Outcome.STARTED:
+            freeing = asyncio.ensure_future(self._forget(scope, key))
+            self._freeing.add(freeing)
+            freeing.add_done_callback(self._freeing.discard)
+
+    async def _forget(self, scope: str, key: str) -> None:
+        with contextlib.suppress(RedisError):  # then it expires after lock_s, as before
+            await self.abandon(scope, key)
+
+    async def _claim_now(self, scope: str, key: str, print_: str) -> Claim:
         running = orjson.dumps({"state": "running", "fp": print_})
         found = await carrying_the_pending_hit(
             self._claim, [self._key(scope, key)], [running, self._lock_s]
