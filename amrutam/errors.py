@@ -31,6 +31,13 @@ class PermissionDenied(AmrutamError):
     title = "Forbidden"
 
 
+class EnrolmentRequired(PermissionDenied):
+    """The account must set up a second factor before it may do this."""
+
+    title = "Second factor required"
+    kind = "mfa-enrolment-required"
+
+
 @dataclass(frozen=True)
 class FieldError:
     field: str

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
 DEV_AUDIT_KEY = "dev-only-insecure-audit-signing-key-0123456789"
+DEV_MFA_KEY = "dev-only-insecure-mfa-encryption-key-0123456789"
 
 
 class Settings(BaseSettings):
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     # HMAC key of the audit seals; keep it out of the database and its backups.
     audit_signing_key: SecretStr = SecretStr(DEV_AUDIT_KEY)
 
+    # Second factor (TOTP). Doctors and admins must enrol when this is on: until they do,
+    # their tokens reach only /v1/auth/me, /v1/auth/mfa/* and logout.
+    mfa_required: bool = False
+    # Encrypts TOTP secrets at rest; like the audit key, keep it out of the database.
+    mfa_encryption_key: SecretStr = SecretStr(DEV_MFA_KEY)
+    # How long the password step of a two-step login stays good for its code.
+    mfa_token_ttl_s: int = Field(300, ge=30, le=1800)
+
     # Argon2id cost: OWASP's recommended minimum (19 MiB, 2 passes, 1 lane), about 25 ms
     # of one core per hash here. Raise both where logins are rare and cores are many.
     argon2_time_cost: int = Field(2, ge=1)
@@ -75,6 +84,11 @@ class Settings(BaseSettings):
     # Failed logins per account from one address, and per account from anywhere.
     rate_limit_login_account: str = "5/15 minutes"
     rate_limit_login_account_total: str = "50/15 minutes"
+    # Second-factor codes (login, enrolment, disabling): per address, per account and
+    # address, per account from anywhere. A code is one of 10^6: keep these tight.
+    rate_limit_mfa_ip: str = "20/minute"
+    rate_limit_mfa_account: str = "5/5 minutes"
+    rate_limit_mfa_account_total: str = "10/15 minutes"
     slot_lock_ttl_ms: int = Field(5000, ge=1, description="Redis lock per slot while booking")
     # Upcoming bookings one patient may hold, in all and with one doctor (slot hoarding).
     max_open_bookings: int = Field(10, ge=1)
@@ -115,6 +129,7 @@ class Settings(BaseSettings):
         for name, value, dev in (
             ("AMRUTAM_JWT_SECRET", self.jwt_secret, DEV_JWT_SECRET),
             ("AMRUTAM_AUDIT_SIGNING_KEY", self.audit_signing_key, DEV_AUDIT_KEY),
+            ("AMRUTAM_MFA_ENCRYPTION_KEY", self.mfa_encryption_key, DEV_MFA_KEY),
         ):
             secret = value.get_secret_value()
             if secret == dev or len(secret) < 32:

@@ -13,7 +13,8 @@ from sanic import Sanic
 
 from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import Accounts
-from amrutam.auth.throttle import LoginThrottle
+from amrutam.auth.sessions import Revocations
+from amrutam.auth.throttle import Throttle
 from amrutam.consultations.service import Consultations
 from amrutam.doctors.service import DoctorDirectory
 from amrutam.infra.cache import Cache
@@ -98,7 +99,13 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 settings.idempotency_lock_s,
                 sealing_key(settings.jwt_secret.get_secret_value().encode()),
             ),
-            auth=Accounts(db, settings, LoginThrottle.from_settings(limiter, settings)),
+            auth=Accounts(
+                db,
+                settings,
+                Throttle.for_passwords(limiter, settings),
+                code_throttle=Throttle.for_codes(limiter, settings),
+                revocations=Revocations(redis, settings.access_token_ttl_s),
+            ),
             cache=cache,
             doctors=DoctorDirectory(db, cache),
             availability=Availability(db, cache),

@@ -10,7 +10,7 @@ from sanic import HTTPResponse, Request
 
 from amrutam.audit.log import Actor
 from amrutam.auth.tokens import Principal
-from amrutam.errors import AuthenticationFailed, PermissionDenied
+from amrutam.errors import AuthenticationFailed, EnrolmentRequired, PermissionDenied
 
 P = ParamSpec("P")
 R = TypeVar("R", bound=HTTPResponse)
@@ -40,13 +40,19 @@ def actor(request: Request) -> Actor:
     )
 
 
-def require(*roles: str) -> Callable[[Handler], Handler]:
-    """Only authenticated callers, and only in one of ``roles`` when any are given."""
+def require(*roles: str, enrolling: bool = False) -> Callable[[Handler], Handler]:
+    """Only authenticated callers, and only in one of ``roles`` when any are given. An
+    account that must enrol a second factor first reaches only the routes marked
+    ``enrolling`` (its account, the second-factor routes, logout)."""
 
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def guarded(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
             who = principal(request)
+            if who.enrolling and not enrolling:
+                raise EnrolmentRequired(
+                    "this account must set up a second factor first: /v1/auth/mfa/setup"
+                )
             if roles and who.role not in roles:
                 raise PermissionDenied(f"this action needs the role {' or '.join(roles)}")
             return await handler(request, *args, **kwargs)

@@ -7,7 +7,8 @@ and the access log.
 The rate-limit hit rides on the request's first Redis script: the idempotency claim of a
 write, the cache read of a cached read (routes whose contract says ``cached``; their hit
 is settled after the handler when no cache read carried it). Any other request sends
-it alone, before its handler runs.
+it alone, before its handler runs. The hit also asks whether the caller's session has
+ended (logout, revocation); when Redis cannot say, the database does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 
+from amrutam.auth.sessions import marker_key
 from amrutam.errors import AuthenticationFailed, Conflict, InvalidInput
 from amrutam.infra.idempotency import Outcome, StoredResponse, fingerprint
 from amrutam.infra.logs import get_logger
@@ -79,14 +81,22 @@ async def _before(request: Request) -> HTTPResponse | None:
     _authenticate(request)
     pending_hit.set(None)
     ctx.rate_hit = None if request.path in UNLIMITED_PATHS else _defer_rate_limit(request)
+    # A cached read is public: its caller only decides which rate limit counts it.
+    cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
     try:
-        return await _idempotency_claim(request)
+        replay = await _idempotency_claim(request)
     finally:
         # Also when the claim refused the request before sending the hit along (a missing
         # key): it still counts, and over the limit 429 comes first.
-        cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
         if ctx.rate_hit is not None and not cached_read:
             await services(request).limiter.settle(ctx.rate_hit)
+    checked = ctx.rate_hit is not None and not cached_read
+    if ctx.principal is not None and checked and not await _session_open(request):
+        ctx.principal = None
+        ctx.auth_error = AuthenticationFailed("this session has ended; log in again")
+        if replay is not None and _needs_caller(request):
+            raise ctx.auth_error
+    return replay
 
 
 def _authenticate(request: Request) -> None:
@@ -113,8 +123,25 @@ def _defer_rate_limit(request: Request) -> Hit:
     svc = services(request)
     principal = request.ctx.principal
     if principal is not None:
-        return svc.limiter.defer(svc.policies.user, str(principal.user_id))
+        marker = marker_key(principal.family_id) if principal.family_id else ""
+        return svc.limiter.defer(svc.policies.user, str(principal.user_id), marker=marker)
     return svc.limiter.defer(svc.policies.anonymous, request.client_ip)
+
+
+async def _session_open(request: Request) -> bool:
+    """Whether the caller's session is still open: Redis' answer, carried by the rate-limit
+    hit, or the database's when Redis gave none."""
+    principal = request.ctx.principal
+    if principal.family_id is None:
+        return True
+    hit: Hit | None = request.ctx.rate_hit
+    if hit is not None and hit.revoked is not None:
+        return not hit.revoked
+    return await services(request).auth.session_open(principal.family_id)
+
+
+def _needs_caller(request: Request) -> bool:
+    return request.route is not None and getattr(request.route.handler, "roles", None) is not None
 
 
 def settles_rate_limit_after(handler: Handler) -> Handler:
@@ -149,7 +176,7 @@ async def _idempotency_claim(request: Request) -> HTTPResponse | None:
     request.ctx.idempotency = None
     if request.method not in ("POST", "PUT", "PATCH") or request.route is None:
         return None
-    if request.ctx.principal is None and getattr(request.route.handler, "roles", None) is not None:
+    if request.ctx.principal is None and _needs_caller(request):
         return None  # the route needs a caller: it answers 401 before any key is looked at
     mode = getattr(request.route.ctx, "idempotency", None)
     key = request.headers.get("idempotency-key")
@@ -193,9 +220,9 @@ async def record_idempotency(request: Request, response: HTTPResponse) -> None:
     scope, key, print_ = claimed
     store = services(request).idempotency
     try:
-        # Server errors and throttling are not results: let the client retry them.
-        # (Refusals are stored: they are small, at most 20 field errors each.)
-        if response.status >= 500 or response.status == 429:
+        # Server errors, throttling and an ended session are not results: let the client
+        # retry them. (Refusals are stored: they are small, at most 20 field errors each.)
+        if response.status >= 500 or response.status in (401, 429):
             await store.abandon(scope, key)
         else:
             headers = {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}

@@ -60,9 +60,10 @@ def problem(
     field_errors: list[errors.FieldError] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
+    kind: str | None = None,
 ) -> HTTPResponse:
     body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + _slug(status),
+        "type": PROBLEM_TYPE_BASE + (kind or _slug(status)),
         "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
@@ -118,6 +119,7 @@ def response_for(request: Request | None, exc: BaseException) -> HTTPResponse:
             title=exc.title,
             field_errors=field_errors,
             headers=headers,
+            kind=getattr(exc, "kind", None),
         )
     if isinstance(exc, SanicException) and exc.status_code < 500:
         status = exc.status_code

@@ -25,8 +25,8 @@ def pg_dsn(database_url: str) -> str:
 
 
 async def make_admin(database_url: str) -> dict[str, str]:
-    """An administrator inserted directly, with a bearer header."""
-    admin_id = uuid.uuid4()
+    """An administrator inserted directly, in a session of its own, with a bearer header."""
+    admin_id, session_id = uuid.uuid4(), uuid.uuid4()
     conn = await asyncpg.connect(pg_dsn(database_url))
     try:
         await conn.execute(
@@ -35,14 +35,21 @@ async def make_admin(database_url: str) -> dict[str, str]:
             admin_id,
             f"admin-{admin_id.hex}@example.com",
         )
+        await conn.execute(
+            "INSERT INTO auth_sessions (id, user_id, expires_at) "
+            "VALUES ($1, $2, now() + interval '1 day')",
+            session_id,
+            admin_id,
+        )
     finally:
         await conn.close()
-    return {"Authorization": f"Bearer {_tokens.issue(admin_id, 'admin', uuid.uuid4())}"}
+    return {"Authorization": f"Bearer {_tokens.issue(admin_id, 'admin', session_id)}"}
 
 
 async def make_patients(database_url: str, count: int) -> list[dict[str, str]]:
-    """Patients inserted directly (no password hashing); each with a bearer header."""
-    ids = [uuid.uuid4() for _ in range(count)]
+    """Patients inserted directly (no password hashing), each in a session of its own,
+    with a bearer header."""
+    ids = {uuid.uuid4(): uuid.uuid4() for _ in range(count)}  # user -> session
     conn = await asyncpg.connect(pg_dsn(database_url))
     try:
         await conn.copy_records_to_table(
@@ -52,9 +59,15 @@ async def make_patients(database_url: str, count: int) -> list[dict[str, str]]:
             ],
             columns=["id", "email", "password_hash", "full_name", "role", "is_active"],
         )
+        expires = utcnow() + timedelta(days=1)
+        await conn.copy_records_to_table(
+            "auth_sessions",
+            records=[(s, i, expires) for i, s in ids.items()],
+            columns=["id", "user_id", "expires_at"],
+        )
     finally:
         await conn.close()
-    return [{"Authorization": f"Bearer {_tokens.issue(i, 'patient', uuid.uuid4())}"} for i in ids]
+    return [{"Authorization": f"Bearer {_tokens.issue(i, 'patient', s)}"} for i, s in ids.items()]
 
 
 PROFILE = {

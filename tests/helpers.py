@@ -8,10 +8,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import random
+import time
 import uuid
 from typing import Any
 
 import httpx
+import pyotp
 
 from amrutam.dev.servers import free_port
 
@@ -101,3 +103,10 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert {"type", "title", "detail", "instance", "request_id"} <= body.keys()
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+def totp_code(secret: str, steps_ahead: int = 0) -> str:
+    """The TOTP code of ``secret`` for the current 30 s step plus ``steps_ahead`` (the
+    server accepts one step either side, and each step once per account)."""
+    totp = pyotp.TOTP(secret)
+    return totp.at(time.time() + steps_ahead * totp.interval)

@@ -47,6 +47,7 @@ app.conf.update(
     task_default_queue="default",  # a task's own queue is on its decorator (tasks.py)
     beat_schedule={
         "relay-outbox": {"task": "workers.tasks.relay_outbox", "schedule": 1.0},
+        "resend-revocations": {"task": "workers.tasks.resend_revocations", "schedule": 5.0},
         "schedule-reminders": {"task": "workers.tasks.schedule_reminders", "schedule": 60.0},
         "mark-no-shows": {"task": "workers.tasks.mark_no_shows", "schedule": 300.0},
         "seal-audit-trail": {

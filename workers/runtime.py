@@ -1,4 +1,5 @@
-"""One event loop and one small asyncpg pool per worker process, made on first use.
+"""One event loop, one small asyncpg pool and one Redis client per worker process, made
+on first use.
 
 Tasks are synchronous functions; each runs its coroutine on this loop, so connections
 are reused across tasks instead of opened per task (and never shared across a fork).
@@ -12,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
+from redis.asyncio import Redis
 
 from amrutam.infra.db import libpq_dsn
+from amrutam.infra.redis_client import create_redis
 from amrutam.settings import get_settings
 
 T = TypeVar("T")
@@ -34,7 +37,15 @@ def run(job: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     if _state.get("pid") != os.getpid():
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        _state.update(pid=os.getpid(), loop=loop, pool=loop.run_until_complete(_make_pool()))
+        pool = loop.run_until_complete(_make_pool())
+        _state.update(pid=os.getpid(), loop=loop, pool=pool, redis=create_redis(get_settings()))
     current = _state["loop"]
     assert isinstance(current, asyncio.AbstractEventLoop)
     return current.run_until_complete(job(_state["pool"]))  # type: ignore[arg-type]
+
+
+def redis() -> Redis:
+    """This process's Redis client, for the coroutines ``run`` runs."""
+    client = _state.get("redis")
+    assert isinstance(client, Redis), "only inside a job given to run()"
+    return client

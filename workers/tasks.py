@@ -11,6 +11,7 @@ from celery import Task
 from amrutam.audit.partitions import maintain
 from amrutam.audit.seals import seal
 from amrutam.auth.service import purge_expired_tokens
+from amrutam.auth.sessions import Revocations
 from amrutam.infra import outbox
 from amrutam.infra.db import OUTAGE, connect
 from amrutam.infra.logs import get_logger
@@ -19,7 +20,7 @@ from amrutam.notifications.providers import DeliveryFailed, provider_for
 from amrutam.settings import get_settings
 from amrutam.timeutil import utcnow
 from workers.app import app
-from workers.runtime import run
+from workers.runtime import redis, run
 
 log = get_logger(__name__)
 settings = get_settings()
@@ -142,6 +143,18 @@ def purge_expired_refresh_tokens() -> int:
     async def job(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             return await purge_expired_tokens(conn, older_than=timedelta(days=7))
+
+    return run(job)
+
+
+@app.task(name="workers.tasks.resend_revocations", expires=10)  # type: ignore[untyped-decorator]
+def resend_revocations() -> int:
+    """Write again the Redis markers of recently ended sessions (a restarted or failed-over
+    Redis, or one that was away at the moment of a logout, has them back)."""
+
+    async def job(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            return await Revocations(redis(), settings.access_token_ttl_s).resend(conn)
 
     return run(job)
 

@@ -12,6 +12,12 @@ class Action(StrEnum):
     AUTH_REFRESH = "auth.refresh"
     AUTH_REFRESH_REUSE = "auth.refresh_reuse"
     AUTH_LOGOUT = "auth.logout"
+    AUTH_SESSION_REVOKED = "auth.session_revoked"
+    AUTH_MFA_CHALLENGED = "auth.mfa_challenged"  # right password, code next
+    AUTH_MFA_SETUP = "auth.mfa_setup"
+    AUTH_MFA_ENABLED = "auth.mfa_enabled"
+    AUTH_MFA_DISABLED = "auth.mfa_disabled"
+    AUTH_MFA_FAILED = "auth.mfa_failed"
     DOCTOR_PROFILE_UPDATED = "doctor.profile_updated"
     SLOT_CREATED = "slot.created"
     SLOT_DELETED = "slot.deleted"

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, Field, RootModel, field_validator, model_validator
 from zxcvbn import zxcvbn
 
 from amrutam.inputs import Input
@@ -76,3 +76,46 @@ class TokenPair(BaseModel):
 
 class AuthResult(TokenPair):
     user: UserOut
+
+
+class LoginChallenge(BaseModel):
+    """The password was right; the account's second factor comes next."""
+
+    mfa_required: Literal[True] = True
+    mfa_token: str
+    expires_in: int
+
+
+class MfaCode(Input):
+    # A 6-digit TOTP code or a recovery code (XXXX-XXXX-XXXX-XXXX, any case).
+    code: str = Field(min_length=6, max_length=32)
+
+
+class MfaVerification(MfaCode):
+    mfa_token: str = Field(min_length=16, max_length=2048)
+
+
+class MfaSetup(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str]
+
+
+class SessionOut(BaseModel):
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool
+
+
+class LoginAnswer(RootModel[AuthResult | LoginChallenge]):
+    """What a right password gets: tokens, or a challenge for the second factor."""
+
+
+class SessionList(RootModel[list[SessionOut]]):
+    pass

@@ -1,4 +1,4 @@
-"""JWT access tokens and opaque refresh tokens."""
+"""JWT access tokens, second-factor challenges and opaque refresh tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from amrutam.errors import AuthenticationFailed
 from amrutam.settings import Settings
 
 ROLES = frozenset(role.value for role in Role)
+# The audience of a challenge (the password step of a two-step login). Access tokens
+# have none, and PyJWT refuses a token with an audience where none is expected, so
+# neither kind passes for the other.
+_CHALLENGE_AUDIENCE = "amrutam:mfa"
 # Verified tokens remembered per process (a client sends the same one many times).
 _VERIFIED_MAX = 10_000
 
@@ -26,6 +30,9 @@ class Principal:
     user_id: uuid.UUID
     role: str
     family_id: uuid.UUID | None = None
+    # An account that must enrol a second factor first: its token reaches only the
+    # routes that let it do so.
+    enrolling: bool = False
 
 
 class AccessTokens:
@@ -36,26 +43,56 @@ class AccessTokens:
         self._keys = {settings.jwt_key_id: settings.jwt_secret.get_secret_value()}
         self._issuer = settings.jwt_issuer
         self.ttl = settings.access_token_ttl_s
+        self.challenge_ttl = settings.mfa_token_ttl_s
         # token -> (who, expiry): only tokens whose signature and claims checked out.
         self._verified: dict[str, tuple[Principal, float]] = {}
 
-    def issue(self, user_id: uuid.UUID, role: str, family_id: uuid.UUID) -> str:
+    def issue(
+        self, user_id: uuid.UUID, role: str, family_id: uuid.UUID, *, enrolling: bool = False
+    ) -> str:
+        claims: dict[str, object] = {"sub": str(user_id), "role": role, "fam": str(family_id)}
+        if enrolling:
+            claims["mfa"] = "enrol"
+        return self._sign(claims, self.ttl)
+
+    def challenge(self, user_id: uuid.UUID) -> str:
+        """Proof that the password was right, good only for ``/v1/auth/mfa/verify``."""
+        return self._sign({"sub": str(user_id), "aud": _CHALLENGE_AUDIENCE}, self.challenge_ttl)
+
+    def challenged(self, token: str) -> uuid.UUID:
+        """The account a challenge was issued to; AuthenticationFailed if it is not one."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._key_for(token),
+                algorithms=[self.algorithm],
+                issuer=self._issuer,
+                audience=_CHALLENGE_AUDIENCE,
+                options={"require": ["sub", "exp", "aud"]},
+            )
+            return uuid.UUID(claims["sub"])
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthenticationFailed("the login step expired; log in again") from exc
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
+            raise AuthenticationFailed("invalid mfa_token") from exc
+
+    def _sign(self, claims: dict[str, object], ttl: int) -> str:
         now = int(time.time())
-        claims = {
-            "sub": str(user_id),
-            "role": role,
-            "fam": str(family_id),
-            "iss": self._issuer,
-            "iat": now,
-            "exp": now + self.ttl,
-            "jti": uuid.uuid4().hex,
-        }
+        claims = {**claims, "iss": self._issuer, "iat": now, "exp": now + ttl}
+        claims["jti"] = uuid.uuid4().hex
         return jwt.encode(
             claims,
             self._keys[self._key_id],
             algorithm=self.algorithm,
             headers={"kid": self._key_id},
         )
+
+    def _key_for(self, token: str) -> str:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidKeyError("unknown signing key")
+        return key
 
     def verify(self, token: str) -> Principal:
         """Who the token speaks for. A token verified before is only checked for expiry:
@@ -73,13 +110,9 @@ class AccessTokens:
 
     def _verify(self, token: str) -> tuple[Principal, float]:
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            key = self._keys.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise AuthenticationFailed("unknown signing key")
             claims = jwt.decode(
                 token,
-                key,
+                self._key_for(token),
                 algorithms=[self.algorithm],
                 issuer=self._issuer,
                 options={"require": ["sub", "exp", "iat", "role"]},
@@ -93,6 +126,7 @@ class AccessTokens:
                 user_id=uuid.UUID(claims["sub"]),
                 role=role,
                 family_id=uuid.UUID(family) if family else None,
+                enrolling=claims.get("mfa") == "enrol",
             )
             return who, float(claims["exp"])
         except jwt.ExpiredSignatureError as exc:

@@ -33,9 +33,9 @@ _GENERATIONAL_GET = (
     HIT_LUA
     + """
 local parts = {ARGV[3]}
-for i = 2, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
+for i = 3, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
 local full = table.concat(parts, ':')
-return {count, pttl, full, redis.call('GET', full)}
+return {count, pttl, revoked, full, redis.call('GET', full)}
 """
 )
 _RELEASE = """

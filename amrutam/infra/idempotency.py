@@ -30,8 +30,10 @@ from amrutam.infra.ratelimit import HIT_LUA, carrying_the_pending_hit
 _CLAIM = (
     HIT_LUA
     + """
-if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[4]) then return {count, pttl, 1} end
-return {count, pttl, 0, redis.call('GET', KEYS[2])}
+if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then
+  return {count, pttl, revoked, 1}
+end
+return {count, pttl, revoked, 0, redis.call('GET', KEYS[3])}
 """
 )
 

@@ -4,6 +4,8 @@ A hit is one round trip (a Lua script counts it, starts the window on its first 
 reports the time left). A request's hit can also ride on the first Redis script the
 request runs anyway (``carrying_the_pending_hit``): a cached read then costs one round
 trip for the limit and the cache together, and is refused before anything is computed.
+The same trip asks whether the caller's session has ended (``auth.sessions``), so that
+check costs authenticated requests no round trip of its own.
 
 When Redis cannot be reached the limits are still enforced, per process, from memory
 (the ``limits`` library), so an outage neither lets password guessing through nor turns
@@ -38,18 +40,21 @@ _RETRY_REDIS_AFTER_S = 1.0
 _KEY_PREFIX = "LIMITS"
 
 # The first lines of every script that can carry a hit: KEYS[1] is the counter ('' for
-# none), ARGV[1] the window in seconds and ARGV[2] the limit. Over the limit the script
-# stops there; otherwise it goes on with its own keys (KEYS[2]...) and arguments
-# (ARGV[3]...) and returns {count, pttl, ...its own results}.
+# none), KEYS[2] the caller's session-ended marker ('' for none), ARGV[1] the window in
+# seconds and ARGV[2] the limit. Over the limit the script stops there; otherwise it
+# goes on with its own keys (KEYS[3]...) and arguments (ARGV[3]...) and returns
+# {count, pttl, revoked, ...its own results}.
 HIT_LUA = """
-local count, pttl = -1, -1
+local count, pttl, revoked = -1, -1, 0
+if KEYS[2] ~= '' then revoked = redis.call('EXISTS', KEYS[2]) end
 if KEYS[1] ~= '' then
   count = redis.call('INCR', KEYS[1])
   if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
   pttl = redis.call('PTTL', KEYS[1])
-  if count > tonumber(ARGV[2]) then return {count, pttl} end
+  if count > tonumber(ARGV[2]) then return {count, pttl, revoked} end
 end
 """
+_OWN_RESULTS = 3  # where a script's own results start
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +105,16 @@ class Hit:
     limiter: RateLimiter
     policy: Policy
     ids: tuple[str, ...]
+    # The key whose existence says the caller's session has ended ('' for no session),
+    # and what Redis said of it: None until it has (or when it could not).
+    marker: str = ""
+    revoked: bool | None = None
     decision: Decision | None = None
     carried: bool = False  # a script is taking it along (one at a time)
 
-    def decide(self, decision: Decision) -> Decision:
+    def decide(self, decision: Decision, revoked: int | None = None) -> Decision:
+        if revoked is not None and self.marker:
+            self.revoked = bool(revoked)
         self.decision = decision
         if not decision.allowed:
             raise Busy("rate limit exceeded; slow down", retry_after=decision.reset_in)
@@ -116,7 +127,7 @@ pending_hit: ContextVar[Hit | None] = ContextVar("pending_hit", default=None)
 class RateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._hit_script = redis.register_script(HIT_LUA + "return {count, pttl}")
+        self._hit_script = redis.register_script(HIT_LUA + "return {count, pttl, revoked}")
         self._local = FixedWindowRateLimiter(MemoryStorage())
         self._redis_down_until = 0.0
 
@@ -132,22 +143,29 @@ class RateLimiter:
 
     async def hit(self, policy: Policy, *ids: str) -> Decision:
         """Count one request against ``policy`` and say whether it is allowed."""
+        decision, _ = await self._send(policy, ids, "")
+        return decision
+
+    async def _send(
+        self, policy: Policy, ids: tuple[str, ...], marker: str
+    ) -> tuple[Decision, int | None]:
         if not self.redis_down:
             try:
-                count, pttl = await self._hit_script(
-                    keys=[policy.key(*ids)], args=[policy.window_s, policy.limit]
+                count, pttl, revoked = await self._hit_script(
+                    keys=[policy.key(*ids), marker], args=[policy.window_s, policy.limit]
                 )
-                return Decision.of(policy, int(count), int(pttl) / 1000)
+                return Decision.of(policy, int(count), int(pttl) / 1000), int(revoked)
             except RedisError as exc:
                 self.mark_down(exc)
         key = policy.item.key_for(policy.name, *ids)
         count = await self._local.storage.incr(key, policy.window_s)
         reset_at = await self._local.storage.get_expiry(key)
-        return Decision.of(policy, count, reset_at - time.time())
+        return Decision.of(policy, count, reset_at - time.time()), None
 
-    def defer(self, policy: Policy, *ids: str) -> Hit:
-        """This request's hit, left for its first Redis script to carry."""
-        hit = Hit(self, policy, ids)
+    def defer(self, policy: Policy, *ids: str, marker: str = "") -> Hit:
+        """This request's hit, left for its first Redis script to carry; ``marker`` is
+        the key that says whether the caller's session has ended."""
+        hit = Hit(self, policy, ids, marker)
         pending_hit.set(hit)
         return hit
 
@@ -155,7 +173,7 @@ class RateLimiter:
         """Send a hit no script carried; Busy when it is over the limit."""
         if hit.decision is not None:
             return hit.decision
-        return hit.decide(await self.hit(hit.policy, *hit.ids))
+        return hit.decide(*await self._send(hit.policy, hit.ids, hit.marker))
 
     async def clear(self, policy: Policy, *ids: str) -> None:
         await self._local.clear(policy.item, policy.name, *ids)
@@ -173,16 +191,17 @@ async def carrying_the_pending_hit(
     Redis error the hit is left for ``settle`` (which then decides it locally)."""
     hit = pending_hit.get()
     if hit is None or hit.carried or hit.decision is not None or hit.limiter.redis_down:
-        result = await script(keys=["", *keys], args=[0, 0, *args])
-        return list(result[2:])
+        result = await script(keys=["", "", *keys], args=[0, 0, *args])
+        return list(result[_OWN_RESULTS:])
     policy, hit.carried = hit.policy, True
     try:
         result = await script(
-            keys=[policy.key(*hit.ids), *keys], args=[policy.window_s, policy.limit, *args]
+            keys=[policy.key(*hit.ids), hit.marker, *keys],
+            args=[policy.window_s, policy.limit, *args],
         )
     except RedisError as exc:
         hit.carried = False
         hit.limiter.mark_down(exc)
         raise
-    hit.decide(Decision.of(policy, int(result[0]), int(result[1]) / 1000))
-    return list(result[2:])
+    hit.decide(Decision.of(policy, int(result[0]), int(result[1]) / 1000), int(result[2]))
+    return list(result[_OWN_RESULTS:])

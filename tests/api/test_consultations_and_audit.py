@@ -8,10 +8,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 
 from amrutam.audit.actions import SYSTEM_ACTIONS, Action
 from tests.factories import book, make_admin, make_doctor, make_slots, pg_dsn
-from tests.helpers import PASSWORD, assert_problem, bearer, register
+from tests.helpers import PASSWORD, assert_problem, bearer, register, totp_code
 
 ITEMS = [{"medicine": "Amoxicillin", "dosage": "500 mg", "frequency": "3/day", "duration_days": 5}]
 
@@ -232,7 +233,26 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         assert_problem(await traced("GET", path, "consultation.view_denied", headers=who), 404)
         path = f"/v1/prescriptions/{prescription['id']}"
         assert_problem(await traced("GET", path, "prescription.view_denied", headers=who), 404)
-    await traced("POST", "/v1/auth/logout", "auth.logout", headers=bearer(patient))
+
+    # A second factor and a second session, each step with its row.
+    mine = bearer(patient)
+    setup = await traced("POST", "/v1/auth/mfa/setup", "auth.mfa_setup", headers=mine)
+    secret = setup.json()["secret"]
+    wrong, right = {"code": "000000"}, {"code": totp_code(secret)}
+    await traced("POST", "/v1/auth/mfa/confirm", "auth.mfa_failed", headers=mine, json=wrong)
+    enabled = await traced(
+        "POST", "/v1/auth/mfa/confirm", "auth.mfa_enabled", headers=mine, json=right
+    )
+    credentials = {"email": email, "password": PASSWORD}
+    challenge = await traced("POST", "/v1/auth/login", "auth.mfa_challenged", json=credentials)
+    code = {"mfa_token": challenge.json()["mfa_token"], "code": totp_code(secret, 1)}
+    phone = await traced("POST", "/v1/auth/mfa/verify", "auth.login", json=code)
+    phone_session = jwt.decode(phone.json()["access_token"], options={"verify_signature": False})
+    path = f"/v1/auth/sessions/{phone_session['fam']}"
+    await traced("DELETE", path, "auth.session_revoked", headers=mine)
+    recovery = {"code": enabled.json()["recovery_codes"][0]}
+    await traced("DELETE", "/v1/auth/mfa", "auth.mfa_disabled", headers=mine, json=recovery)
+    await traced("POST", "/v1/auth/logout", "auth.logout", headers=mine)
 
     # No clinical content in any audit detail.
     conn = await asyncpg.connect(pg_dsn(database_url))

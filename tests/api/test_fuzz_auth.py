@@ -13,8 +13,15 @@ from hypothesis import strategies as st
 from tests.helpers import random_ip
 from tests.servers import ApiServer
 
-ENDPOINTS = ["/v1/auth/register", "/v1/auth/login", "/v1/auth/refresh", "/v1/auth/logout"]
-FIELDS = ["email", "password", "full_name", "role", "phone", "refresh_token"]
+ENDPOINTS = [
+    "/v1/auth/register",
+    "/v1/auth/login",
+    "/v1/auth/refresh",
+    "/v1/auth/logout",
+    "/v1/auth/mfa/verify",
+    "/v1/auth/mfa/confirm",
+]
+FIELDS = ["email", "password", "full_name", "role", "phone", "refresh_token", "mfa_token", "code"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),

@@ -1,5 +1,6 @@
 """How many times a request talks to Redis, counted by Redis itself (MONITOR, on a Redis of
-the test's own): the rate-limit hit rides on the request's first script."""
+the test's own): the rate-limit hit rides on the request's first script, and the check
+that the caller's session has not ended rides on the hit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from redis.asyncio import Redis
 
@@ -36,15 +38,17 @@ def counted_api(database_url: str, counted_redis: RedisServer) -> Iterator[ApiSe
 
 
 @asynccontextmanager
-async def round_trips(redis_url: str) -> AsyncIterator[list[str]]:
-    """The commands clients send while the block runs (not those scripts run inside)."""
+async def round_trips(redis_url: str, whole: bool = False) -> AsyncIterator[list[str]]:
+    """The commands clients send while the block runs (not those scripts run inside):
+    their names, or ``whole`` commands with their arguments."""
     seen: list[str] = []
     async with Redis.from_url(redis_url) as redis, redis.monitor() as monitor:
 
         async def listen() -> None:
             async for command in monitor.listen():
                 if command["client_type"] != "lua":
-                    seen.append(command["command"].split()[0].upper())
+                    line = command["command"]
+                    seen.append(line if whole else line.split()[0].upper())
 
         listening = asyncio.create_task(listen())
         await asyncio.sleep(0.1)
@@ -147,3 +151,24 @@ async def test_a_booking_claims_its_key_and_counts_its_hit_in_one_round_trip(
         replay = await _count(counted_redis.url(), booking)
         assert booked[1].headers["idempotent-replayed"] == "true"
         assert replay == ["EVALSHA"]
+
+
+async def test_the_session_check_rides_on_the_rate_limit_hit(
+    counted_api: ApiServer, counted_redis: RedisServer
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=counted_api.url, headers={"X-Forwarded-For": "10.66.0.5"}
+    ) as http:
+        tokens = await register(http)
+        session = jwt.decode(tokens["access_token"], options={"verify_signature": False})["fam"]
+        async with round_trips(counted_redis.url(), whole=True) as seen:
+            assert (await http.get("/v1/auth/me", headers=bearer(tokens))).status_code == 200
+        assert len(seen) == 1
+        command = seen[0].split()
+        assert command[0] == "EVALSHA"
+        assert f"revoked:{session}" in command, seen
+
+        assert (await http.post("/v1/auth/logout", headers=bearer(tokens))).status_code == 204
+        async with round_trips(counted_redis.url()) as after:
+            assert_problem(await http.get("/v1/auth/me", headers=bearer(tokens)), 401)
+        assert after == ["EVALSHA"]  # "ended", from Redis alone

@@ -27,6 +27,9 @@ def test_production_refuses_the_development_jwt_secret(monkeypatch: pytest.Monke
     with pytest.raises(ValidationError, match="AMRUTAM_AUDIT_SIGNING_KEY"):
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv("AMRUTAM_AUDIT_SIGNING_KEY", "y" * 48)
+    with pytest.raises(ValidationError, match="AMRUTAM_MFA_ENCRYPTION_KEY"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("AMRUTAM_MFA_ENCRYPTION_KEY", "z" * 48)
     assert Settings(_env_file=None).environment == "production"  # type: ignore[call-arg]
 
 
@@ -104,15 +107,42 @@ def test_migrate_is_idempotent(database_url: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_seed_at_scale_is_idempotent(database_url: str) -> None:
+async def test_seed_at_scale_is_idempotent(database_url: str) -> None:
+    import asyncpg
+    import pyotp
+
+    from amrutam.auth.factors import use_code
+    from amrutam.auth.mfa import SecretBox
+    from amrutam.dev.scale import admin_email, doctor_email, totp_secret
+    from amrutam.settings import DEV_MFA_KEY
+    from tests.factories import pg_dsn
+
     args = ("seed", "--doctors=40", "--patients=60", "--days=2", "--audit-rows=300")
     first = _amrutam(database_url, *args)
     assert first.returncode == 0, first.stderr
-    assert "'doctors': 40" in first.stdout
+    assert "'doctors': 40, 'admins': 20" in first.stdout
     assert "'slots': 640" in first.stdout  # 40 doctors x 2 days x 8 slots
     again = _amrutam(database_url, *args)
     assert again.returncode == 0, again.stderr
-    assert "'doctors': 0, 'patients': 0, 'slots': 0, 'audit_rows': 0" in again.stdout
+    assert "{'doctors': 0, 'admins': 0, 'patients': 0, 'slots': 0, 'audit_rows': 0}" in again.stdout
+
+    # Every seeded doctor and admin has a second factor the load generator can answer.
+    conn = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        enrolled = await conn.fetchval(
+            "SELECT count(*) FROM mfa_factors f JOIN users u ON u.id = f.user_id "
+            "WHERE f.enabled_at IS NOT NULL AND (u.email LIKE 'scale-doctor-%' "
+            "OR u.email LIKE 'scale-admin-%')"
+        )
+        assert enrolled == 60
+        box = SecretBox(DEV_MFA_KEY.encode())
+        for email in (doctor_email(39), admin_email(0)):
+            user_id = await conn.fetchval("SELECT id FROM users WHERE email = $1", email)
+            async with conn.transaction():
+                code = pyotp.TOTP(totp_secret(email)).now()
+                assert await use_code(conn, box, user_id, code) == "totp"
+    finally:
+        await conn.close()
 
 
 async def test_app_role_password_is_set_safely(database_url: str) -> None:
