@@ -89,6 +89,7 @@ class Platform:
             "AMRUTAM_LOG_LEVEL": "WARNING",
             "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
             "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",
+            "AMRUTAM_RATE_LIMIT_MFA_IP": "1000000/minute",
             # A killed worker's tasks come back after this (and Celery's ~100 s sweep).
             "AMRUTAM_BROKER_VISIBILITY_TIMEOUT_S": "30",
             "SANIC_INSPECTOR": "true",

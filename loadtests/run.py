@@ -109,6 +109,7 @@ def _run(
         # One load generator is many users behind one address: per-address limits off.
         "AMRUTAM_RATE_LIMIT_ANONYMOUS": "1000000/minute",
         "AMRUTAM_RATE_LIMIT_LOGIN_IP": "1000000/minute",
+        "AMRUTAM_RATE_LIMIT_MFA_IP": "1000000/minute",
     }
     api = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env)
     try:

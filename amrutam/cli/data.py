@@ -46,11 +46,13 @@ def seed(doctors: int, patients: int, days: int, audit_rows: int) -> None:
 
 def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None:
     from amrutam.audit.partitions import MONTHLY, maintain
+    from amrutam.auth.mfa import SecretBox
     from amrutam.auth.passwords import Passwords
     from amrutam.dev.scale import SCALE_PASSWORD, seed_scale
 
     settings = get_settings()
     password_hash = Passwords(settings).hash_sync(SCALE_PASSWORD)
+    box = SecretBox(settings.mfa_encryption_key.get_secret_value().encode())
     total = doctors + patients + doctors * days * 8 + audit_rows
 
     async def load(_: Settings) -> dict[str, int]:
@@ -62,6 +64,7 @@ def _seed_scale(doctors: int, patients: int, days: int, audit_rows: int) -> None
                 return await seed_scale(
                     conn,
                     password_hash,
+                    box,
                     doctors,
                     patients,
                     days,

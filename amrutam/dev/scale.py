@@ -1,12 +1,17 @@
-"""Data at scale for load runs: doctors, patients, slots and audit rows, by COPY.
+"""Data at scale for load runs: doctors, admins, patients, slots and audit rows, by COPY.
 
 Idempotent: every row has a deterministic email or id suffix, so a second run adds only
 what is missing. Every seeded account has the password ``SCALE_PASSWORD`` (one Argon2id
-hash shared by all, computed once).
+hash shared by all, computed once). Doctors and admins have a TOTP second factor whose
+secret derives from their email (``totp_secret``), so that the load generator can log
+them in with codes as their authenticator apps would.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -15,8 +20,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from amrutam.audit.log import COLUMNS, Entry, canonical_detail
+from amrutam.auth.mfa import SecretBox
 
 SCALE_PASSWORD = "amrutam-load-test-1"
+SCALE_ADMINS = 20
+# Test data only: what makes the seeded accounts' TOTP secrets computable.
+_TOTP_SEED = b"amrutam-scale-totp-secrets"
 SPECIALTIES = [
     "cardiology",
     "dermatology",
@@ -58,6 +67,16 @@ def patient_email(i: int) -> str:
     return f"scale-patient-{i}@amrutam.example"
 
 
+def admin_email(i: int) -> str:
+    return f"scale-admin-{i}@amrutam.example"
+
+
+def totp_secret(email: str) -> str:
+    """The TOTP secret of a seeded doctor or admin."""
+    digest = hmac.new(_TOTP_SEED, email.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:20]).decode()
+
+
 DOCTOR_COLUMNS = (
     "user_id",
     "display_name",
@@ -87,6 +106,7 @@ async def _existing(conn: asyncpg.Connection, pattern: str) -> int:
 async def seed_scale(
     conn: asyncpg.Connection,
     password_hash: str,
+    box: SecretBox,
     doctors: int,
     patients: int,
     days: int,
@@ -96,7 +116,7 @@ async def seed_scale(
 ) -> dict[str, int]:
     report = progress or (lambda _label, _n: None)
     rng = random.Random(11)
-    added = {"doctors": 0, "patients": 0, "slots": 0, "audit_rows": 0}
+    added = {"doctors": 0, "admins": 0, "patients": 0, "slots": 0, "audit_rows": 0}
 
     have = await _existing(conn, "scale-doctor-%")
     for start in range(have, doctors, CHUNK):
@@ -128,6 +148,19 @@ async def seed_scale(
         )
         added["doctors"] += len(batch)
         report("doctors", len(batch))
+
+    have = await _existing(conn, "scale-admin-%")
+    if have < SCALE_ADMINS:
+        await conn.copy_records_to_table(
+            "users",
+            records=[
+                (_user_id("a", i), admin_email(i), password_hash, f"Admin Scale {i}", "admin")
+                for i in range(have, SCALE_ADMINS)
+            ],
+            columns=["id", "email", "password_hash", "full_name", "role"],
+        )
+        added["admins"] = SCALE_ADMINS - have
+    await _enrol_second_factors(conn, box, doctors)
 
     have = await _existing(conn, "scale-patient-%")
     for start in range(have, patients, CHUNK):
@@ -197,6 +230,27 @@ async def seed_scale(
 
 
 AUDIT_COLUMNS = list(COLUMNS)
+
+
+async def _enrol_second_factors(conn: asyncpg.Connection, box: SecretBox, doctors: int) -> None:
+    """A confirmed TOTP factor for every seeded doctor and admin that has none."""
+    accounts = {_user_id("d", i): doctor_email(i) for i in range(doctors)}
+    accounts |= {_user_id("a", i): admin_email(i) for i in range(SCALE_ADMINS)}
+    enrolled = {
+        r["user_id"]
+        for r in await conn.fetch(
+            "SELECT user_id FROM mfa_factors WHERE user_id = ANY($1::uuid[])", list(accounts)
+        )
+    }
+    await conn.executemany(
+        "INSERT INTO mfa_factors (user_id, secret_sealed, enabled_at) VALUES ($1, $2, now()) "
+        "ON CONFLICT (user_id) DO NOTHING",
+        [
+            (uid, box.seal(totp_secret(email)))
+            for uid, email in accounts.items()
+            if uid not in enrolled
+        ],
+    )
 
 
 def audit_records(
