@@ -110,3 +110,29 @@ def totp_code(secret: str, steps_ahead: int = 0) -> str:
     server accepts one step either side, and each step once per account)."""
     totp = pyotp.TOTP(secret)
     return totp.at(time.time() + steps_ahead * totp.interval)
+
+
+async def enrol(http: httpx.AsyncClient, tokens: dict[str, Any]) -> tuple[str, list[str]]:
+    """Set up and confirm a second factor (spends the current step); secret and codes."""
+    setup = await http.post("/v1/auth/mfa/setup", headers=bearer(tokens))
+    assert setup.status_code == 200, setup.text
+    secret = setup.json()["secret"]
+    confirm = await http.post(
+        "/v1/auth/mfa/confirm", headers=bearer(tokens), json={"code": totp_code(secret)}
+    )
+    assert confirm.status_code == 200, confirm.text
+    return secret, confirm.json()["recovery_codes"]
+
+
+async def password_step(http: httpx.AsyncClient, email: str) -> str:
+    login = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    body = login.json()
+    assert body["mfa_required"] is True
+    assert "access_token" not in body
+    assert "refresh_token" not in body
+    return str(body["mfa_token"])
+
+
+async def verify_code(http: httpx.AsyncClient, mfa_token: str, code: str) -> httpx.Response:
+    return await http.post("/v1/auth/mfa/verify", json={"mfa_token": mfa_token, "code": code})

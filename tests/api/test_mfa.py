@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import asyncpg
@@ -26,41 +25,18 @@ from tests.helpers import (
     as_app_role,
     assert_problem,
     bearer,
+    enrol,
+    password_step,
     random_ip,
     register,
     totp_code,
     unique_email,
 )
+from tests.helpers import verify_code as verify
 from tests.servers import ApiServer
 
 RECOVERY_CODE = re.compile(r"[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}")
 ENROL = "https://amrutam.io/problems/mfa-enrolment-required"
-
-
-async def enrol(http: httpx.AsyncClient, tokens: dict[str, Any]) -> tuple[str, list[str]]:
-    """Set up and confirm a second factor (spends the current step); secret and codes."""
-    setup = await http.post("/v1/auth/mfa/setup", headers=bearer(tokens))
-    assert setup.status_code == 200, setup.text
-    secret = setup.json()["secret"]
-    confirm = await http.post(
-        "/v1/auth/mfa/confirm", headers=bearer(tokens), json={"code": totp_code(secret)}
-    )
-    assert confirm.status_code == 200, confirm.text
-    return secret, confirm.json()["recovery_codes"]
-
-
-async def password_step(http: httpx.AsyncClient, email: str) -> str:
-    login = await http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    body = login.json()
-    assert body["mfa_required"] is True
-    assert "access_token" not in body
-    assert "refresh_token" not in body
-    return str(body["mfa_token"])
-
-
-async def verify(http: httpx.AsyncClient, mfa_token: str, code: str) -> httpx.Response:
-    return await http.post("/v1/auth/mfa/verify", json={"mfa_token": mfa_token, "code": code})
 
 
 async def actions_of(database_url: str, user_id: str) -> list[tuple[str, str | None]]:

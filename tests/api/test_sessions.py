@@ -19,7 +19,18 @@ from redis.asyncio import Redis
 from amrutam.auth.sessions import Revocations
 from amrutam.dev.servers import RedisServer, free_port
 from tests.factories import pg_dsn
-from tests.helpers import PASSWORD, api_env, assert_problem, bearer, register, unique_email
+from tests.helpers import (
+    PASSWORD,
+    api_env,
+    assert_problem,
+    bearer,
+    enrol,
+    password_step,
+    register,
+    totp_code,
+    unique_email,
+    verify_code,
+)
 from tests.servers import ApiServer
 
 
@@ -201,3 +212,29 @@ async def test_with_redis_away_the_database_decides(
 def _session_of(tokens: dict[str, Any]) -> uuid.UUID:
     claims = jwt.decode(tokens["access_token"], options={"verify_signature": False})
     return uuid.UUID(claims["fam"])
+
+
+async def test_a_second_factor_login_works_and_stays_limited_with_redis_away(
+    sessions_api: ApiServer, own_redis: RedisServer
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=sessions_api.url, headers={"X-Forwarded-For": "10.78.0.2"}, timeout=10
+    ) as http:
+        email = unique_email("doc")
+        secret, _ = await enrol(http, await register(http, "doctor", email=email))
+        challenge = await password_step(http, email)
+        own_redis.stop()
+        try:
+            # The code throttle counts in memory now: four wrong codes, then the right one.
+            for _ in range(4):
+                assert_problem(await verify_code(http, challenge, "999999"), 401)
+            signed_in = await verify_code(http, challenge, totp_code(secret, 1))
+            assert signed_in.status_code == 200, signed_in.text
+            assert (
+                await http.get("/v1/auth/me", headers=bearer(signed_in.json()))
+            ).status_code == 200
+            for _ in range(5):
+                assert_problem(await verify_code(http, challenge, "999999"), 401)
+            assert_problem(await verify_code(http, challenge, "999999"), 429)
+        finally:
+            own_redis.start()
