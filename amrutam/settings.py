@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     rate_limit_mfa_account: str = "5/5 minutes"
     rate_limit_mfa_account_total: str = "10/15 minutes"
     slot_lock_ttl_ms: int = Field(5000, ge=1, description="Redis lock per slot while booking")
+    # How long a hold keeps a slot for its patient (POST /v1/slots/{id}/hold).
+    hold_ttl_s: int = Field(600, ge=1, le=3600)
     # Upcoming bookings one patient may hold, in all and with one doctor (slot hoarding).
     max_open_bookings: int = Field(10, ge=1)
     max_open_bookings_per_doctor: int = Field(3, ge=1)

@@ -24,13 +24,14 @@ from amrutam.infra.logs import configure_logging
 from amrutam.infra.ratelimit import RateLimiter
 from amrutam.infra.redis_client import create_redis
 from amrutam.scheduling.availability import Availability
+from amrutam.scheduling.holds import Holds
 from amrutam.scheduling.service import BookingLimits, Scheduling
 from amrutam.settings import Settings, get_settings
 from api import middleware, outages
 from api.context import Policies, Services
 from api.openapi import document
 from api.problems import ProblemErrorHandler
-from api.routes import audit, auth, consultations, doctors, ops, scheduling
+from api.routes import audit, auth, consultations, doctors, holds, ops, scheduling
 
 
 def _dumps(obj: object) -> str:
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
     app.blueprint(doctors.bp)
     app.blueprint(scheduling.bp)
     app.blueprint(scheduling.slots)
+    app.blueprint(holds.bp)
     app.blueprint(consultations.bp)
     app.blueprint(audit.bp)
     outages.install(app)
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 settings.slot_lock_ttl_ms,
                 BookingLimits(settings.max_open_bookings, settings.max_open_bookings_per_doctor),
             ),
+            holds=Holds(db, cache, redis, settings.slot_lock_ttl_ms, settings.hold_ttl_s),
             consultations=Consultations(db),
             audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )

@@ -15,6 +15,7 @@ from amrutam.infra.db import Database
 from amrutam.infra.idempotency import IdempotencyStore
 from amrutam.infra.ratelimit import Policy, RateLimiter
 from amrutam.scheduling.availability import Availability
+from amrutam.scheduling.holds import Holds
 from amrutam.scheduling.service import Scheduling
 from amrutam.settings import Settings
 
@@ -45,5 +46,6 @@ class Services:
     doctors: DoctorDirectory
     availability: Availability
     scheduling: Scheduling
+    holds: Holds
     consultations: Consultations
     audit: AuditTrail

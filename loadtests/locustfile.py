@@ -1,7 +1,8 @@
 """The population of a telemedicine day, for Locust (traffic model: docs/performance.md).
 
-Patients (85 %) search, read profiles and slots, book with an Idempotency-Key, look at
-their appointments, sometimes cancel or reschedule; doctors (12 %) publish slots, read
+Patients (85 %) search, read profiles and slots, book with an Idempotency-Key (some
+hold the slot first, then book it or let it go), look at their appointments, sometimes
+cancel or reschedule; doctors (12 %) publish slots, read
 their schedule and run consultations with prescriptions; admins (3 %) query the audit
 trail. Doctors and admins log in with their second factor (a TOTP code, as their
 authenticator app shows it). Accounts come from ``amrutam seed --doctors N --patients M``
@@ -145,8 +146,7 @@ class Patient(_Signed):
             params={"limit": 20},
         )
 
-    @task(6)
-    def book(self) -> None:
+    def _open_slot(self) -> dict[str, Any] | None:
         listing = self.call(
             "GET",
             f"/v1/doctors/{self._doctor()}/slots",
@@ -154,8 +154,15 @@ class Patient(_Signed):
             params={"limit": 20},
         )
         if not listing or not listing["items"]:
+            return None
+        slot: dict[str, Any] = random.choice(listing["items"])
+        return slot
+
+    @task(6)
+    def book(self) -> None:
+        slot = self._open_slot()
+        if slot is None:
             return
-        slot = random.choice(listing["items"])
         booked = self.call(
             "POST",
             "/v1/appointments/book",
@@ -164,6 +171,27 @@ class Patient(_Signed):
         )
         if booked and booked.get("status") == "booked":
             self.booked.append(booked["id"])
+
+    @task(3)
+    def hold_then_decide(self) -> None:
+        """Keep a slot while filling in the reason: most book it, some let it go."""
+        slot = self._open_slot()
+        if slot is None:
+            return
+        held = self.call("POST", f"/v1/slots/{slot['id']}/hold", "/v1/slots/{id}/hold")
+        if not held or "id" not in held:
+            return
+        if random.random() < 0.7:
+            booked = self.call(
+                "POST",
+                "/v1/appointments/book",
+                "/v1/appointments/book (hold)",
+                json={"hold_id": held["id"], "reason": "load test"},
+            )
+            if booked and booked.get("status") == "booked":
+                self.booked.append(booked["id"])
+        else:
+            self.call("DELETE", f"/v1/holds/{held['id']}", "/v1/holds/{id}")
 
     @task(8)
     def my_appointments(self) -> None:

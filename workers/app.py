@@ -48,6 +48,7 @@ app.conf.update(
     beat_schedule={
         "relay-outbox": {"task": "workers.tasks.relay_outbox", "schedule": 1.0},
         "resend-revocations": {"task": "workers.tasks.resend_revocations", "schedule": 5.0},
+        "end-expired-holds": {"task": "workers.tasks.end_expired_holds", "schedule": 15.0},
         "schedule-reminders": {"task": "workers.tasks.schedule_reminders", "schedule": 60.0},
         "mark-no-shows": {"task": "workers.tasks.mark_no_shows", "schedule": 300.0},
         "seal-audit-trail": {

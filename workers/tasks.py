@@ -13,10 +13,12 @@ from amrutam.audit.seals import seal
 from amrutam.auth.service import purge_expired_tokens
 from amrutam.auth.sessions import Revocations
 from amrutam.infra import outbox
+from amrutam.infra.cache import Cache
 from amrutam.infra.db import OUTAGE, connect
 from amrutam.infra.logs import get_logger
 from amrutam.notifications import service as notifications
 from amrutam.notifications.providers import DeliveryFailed, provider_for
+from amrutam.scheduling.holds import end_expired, touch_released
 from amrutam.settings import get_settings
 from amrutam.timeutil import utcnow
 from workers.app import app
@@ -143,6 +145,20 @@ def purge_expired_refresh_tokens() -> int:
     async def job(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             return await purge_expired_tokens(conn, older_than=timedelta(days=7))
+
+    return run(job)
+
+
+@app.task(name="workers.tasks.end_expired_holds", expires=30)  # type: ignore[untyped-decorator]
+def end_expired_holds() -> int:
+    """Record the holds that expired (they stopped counting when they did): audit,
+    ``slot.released`` events, and the caches of their days."""
+
+    async def job(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            released = await end_expired(conn)
+        await touch_released(Cache(redis()), released)
+        return len(released)
 
     return run(job)
 

@@ -21,6 +21,8 @@ class Action(StrEnum):
     DOCTOR_PROFILE_UPDATED = "doctor.profile_updated"
     SLOT_CREATED = "slot.created"
     SLOT_DELETED = "slot.deleted"
+    SLOT_HELD = "slot.held"
+    SLOT_RELEASED = "slot.released"
     APPOINTMENT_BOOKED = "appointment.booked"
     APPOINTMENT_CANCELLED = "appointment.cancelled"
     APPOINTMENT_RESCHEDULED = "appointment.rescheduled"

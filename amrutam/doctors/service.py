@@ -57,6 +57,20 @@ def availability_generation(day: date) -> str:
     return f"gen:avail:{day.isoformat()}"
 
 
+def hold_in_force(hold: str) -> str:
+    """SQL: the ``slot_holds`` row named ``hold`` counts (scheduling/holds.py): it has not
+    ended and not expired. Expiry needs no task to run."""
+    return f"{hold}.ended_at IS NULL AND {hold}.expires_at > now()"
+
+
+def bookable(slot: str) -> str:
+    """SQL: the slot row named ``slot`` is open and nobody holds it."""
+    return (
+        f"{slot}.status = 'open' AND NOT EXISTS (SELECT 1 FROM slot_holds h "
+        f"WHERE h.slot_id = {slot}.id AND {hold_in_force('h')})"
+    )
+
+
 class DoctorDirectory:
     def __init__(self, db: Database, cache: Cache) -> None:
         self._db = db
@@ -153,7 +167,7 @@ def build_search(query: SearchQuery) -> tuple[str, list[Any]]:
         day, next_day = arg(query.available_on), arg(query.available_on + timedelta(days=1))
         where.append(
             f"""EXISTS (SELECT 1 FROM availability_slots s
-                WHERE s.doctor_id = doctors.user_id AND s.status = 'open'
+                WHERE s.doctor_id = doctors.user_id AND {bookable("s")}
                   AND s.starts_at >= timezone(doctors.timezone, {day}::date::timestamp)
                   AND s.starts_at < timezone(doctors.timezone, {next_day}::date::timestamp)
                   AND s.starts_at > now())"""

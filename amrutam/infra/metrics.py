@@ -31,6 +31,11 @@ DB_WAITS = Counter(
     ["kind"],
 )
 LOCK_EVENTS = Counter("amrutam_slot_lock_total", "Slot lock outcomes.", ["outcome"])
+HOLD_EVENTS = Counter(
+    "amrutam_slot_holds_total",
+    "Slot holds by event: created, converted (booked), released, replaced, expired.",
+    ["event"],
+)
 
 
 def exposition() -> tuple[bytes, str]:

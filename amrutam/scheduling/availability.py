@@ -16,7 +16,7 @@ import asyncpg
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.auth.tokens import Principal
-from amrutam.doctors.service import availability_generation
+from amrutam.doctors.service import availability_generation, bookable
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
@@ -30,6 +30,8 @@ from amrutam.timeutil import utcnow
 log = get_logger(__name__)
 
 SLOT_COLUMNS = "id, doctor_id, starts_at, ends_at, status"
+# What a slot row ``s`` shows: its status, or ``held`` while an open slot is held.
+SLOT_STATUS = f"CASE WHEN {bookable('s')} OR s.status <> 'open' THEN s.status ELSE 'held' END"
 BY_START = Keyset("starts_at")
 
 
@@ -98,8 +100,8 @@ class Availability:
         doctor_id = actor.user_id
         async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
-                """
-                SELECT s.status, s.starts_at, d.timezone FROM availability_slots s
+                f"""
+                SELECT {SLOT_STATUS} AS status, s.starts_at, d.timezone FROM availability_slots s
                 JOIN doctors d ON d.user_id = s.doctor_id
                 WHERE s.id = $1 AND s.doctor_id = $2 FOR UPDATE OF s
                 """,
@@ -130,12 +132,19 @@ class Availability:
             raise PermissionDenied("only the doctor sees booked slots")
         p = Params()
         where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(query.from_ or utcnow())}"]
-        if query.status != "all":
-            where.append(f"status = {p(query.status)}")
+        if query.status == "open":  # bookable now: open and not held
+            where.append(bookable("s"))
+        elif query.status != "all":
+            where.append(f"s.status = {p(query.status)}")
         if query.to is not None:
             where.append(f"starts_at < {p(query.to)}")
         sql = BY_START.select(
-            SLOT_COLUMNS, "availability_slots", where, query.cursor, query.limit, p
+            f"id, doctor_id, starts_at, ends_at, {SLOT_STATUS} AS status",
+            "availability_slots s",
+            where,
+            query.cursor,
+            query.limit,
+            p,
         )
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *p.values)

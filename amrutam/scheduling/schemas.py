@@ -75,7 +75,7 @@ class SlotOut(BaseModel):
     doctor_id: uuid.UUID
     starts_at: datetime
     ends_at: datetime
-    status: Literal["open", "booked", "blocked"]
+    status: Literal["open", "held", "booked", "blocked"]
 
 
 class SlotList(BaseModel):
@@ -92,8 +92,24 @@ class SlotQuery(Input):
 
 
 class BookingIn(Input):
-    slot_id: uuid.UUID
+    """A slot by its id, or the slot of the caller's hold (exactly one of the two)."""
+
+    slot_id: uuid.UUID | None = None
+    hold_id: uuid.UUID | None = None
     reason: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_slot(self) -> BookingIn:
+        if (self.slot_id is None) == (self.hold_id is None):
+            raise ValueError("name either slot_id or hold_id")
+        return self
+
+
+class HoldOut(BaseModel):
+    id: uuid.UUID
+    slot_id: uuid.UUID
+    patient_id: uuid.UUID
+    expires_at: datetime
 
 
 class RescheduleIn(Input):

@@ -2,14 +2,18 @@
 
 The booking path has three layers, each enough for a different failure:
 1. a Redis lock per slot sheds contention before the database (429 to the loser);
-2. one transaction locks the slot row (``FOR UPDATE``), checks it, inserts the
-   appointment and marks the slot booked;
-3. the partial unique index on booked appointments refuses a second booking even if
-   the lock expired mid-transaction or Redis was down.
+2. one transaction locks the slot row (``FOR UPDATE``), checks it (open, not held by
+   someone else), inserts the appointment and marks the slot booked;
+3. the partial unique index on booked appointments refuses a second booking, and a
+   trigger an appointment on a slot another patient holds, even if the lock expired
+   mid-transaction or Redis was down.
+A booking by ``hold_id`` skips the first layer: the slot is the caller's already, and a
+storm of other bookings (refused by the second) must not keep its holder out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,16 +27,19 @@ from amrutam.audit.log import COLUMNS as AUDIT_COLUMNS
 from amrutam.audit.log import Actor, record
 from amrutam.audit.log import entry as audit_entry
 from amrutam.audit.log import insert_sql as audit_insert_sql
+from amrutam.doctors.service import hold_in_force
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.logs import get_logger
+from amrutam.infra.metrics import HOLD_EVENTS
 from amrutam.infra.outbox import emit, event_row
 from amrutam.infra.outbox import insert_sql as outbox_insert_sql
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START, touch_dates
+from amrutam.scheduling.holds import lock_slot
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
 )
@@ -60,6 +67,8 @@ def _booking_conflict(exc: asyncpg.PostgresError) -> Conflict | InvalidInput:
         return Conflict("you already have an appointment at that time")
     if name == "uq_appointments_patient_idempotency":
         return InvalidInput("this Idempotency-Key was already used for a different booking")
+    if name == "ex_appointments_held_slot":
+        return Conflict("this slot is held by another patient")
     return Conflict("this slot is already booked")
 
 
@@ -77,12 +86,13 @@ class BookingLimits:
 # takes its locks in the same order) serialise this patient's bookings with an advisory
 # lock, so two parallel bookings cannot both pass the count, and count the patient's
 # open bookings. An Idempotency-Key older than the contract's 24 hours is freed.
-_LOCK_AND_COUNT = """
+_LOCK_AND_COUNT = f"""
 WITH stale AS (
     UPDATE appointments SET idempotency_key = NULL
     WHERE patient_id = $2 AND idempotency_key = $3 AND created_at < now() - interval '24 hours'
 )
-SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone, held.total, held.with_doctor
+SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone, held.total, held.with_doctor,
+    hold.held_by
 FROM (
     SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, s.id
     FROM availability_slots s WHERE s.id = $1 FOR UPDATE
@@ -94,9 +104,13 @@ CROSS JOIN LATERAL (
     FROM appointments a
     WHERE a.patient_id = $2 AND a.status = 'booked' AND a.starts_at > now()
 ) held
+LEFT JOIN LATERAL (
+    SELECT h.patient_id AS held_by FROM slot_holds h WHERE h.slot_id = s.id AND {hold_in_force("h")}
+) hold ON true
 """
-# Then every write in one statement: the appointment, the slot marked booked, the audit
-# row and the outbox event (data-modifying CTEs all run, and all or none commit).
+# Then every write in one statement: the appointment, the slot marked booked, its hold
+# (the caller's) ended as booked, the audit row and the outbox event (data-modifying CTEs
+# all run, and all or none commit).
 _WRITE = f"""
 WITH appointment AS (
     INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at, ends_at, reason,
@@ -104,6 +118,10 @@ WITH appointment AS (
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_APPOINTMENT}
 ), booked AS (
     UPDATE availability_slots SET status = 'booked' WHERE id = $2
+), converted AS (
+    UPDATE slot_holds SET ended_at = now(),
+        ended_as = CASE WHEN patient_id = $4 THEN 'booked' ELSE 'expired' END
+    WHERE slot_id = $2 AND ended_at IS NULL
 ), audited AS (
     {audit_insert_sql(9)}
 ), announced AS (
@@ -134,11 +152,13 @@ class Scheduling:
         self,
         actor: Actor,
         *,
-        slot_id: uuid.UUID,
+        slot_id: uuid.UUID | None = None,
+        hold_id: uuid.UUID | None = None,
         reason: str | None,
         idempotency_key: str | None,
     ) -> Booking:
-        """Book a slot; the result says whether the appointment was created just now.
+        """Book a slot, or the slot of the caller's hold; the result says whether the
+        appointment was created just now.
 
         A retry with the Idempotency-Key of a booking that already committed (its
         response lost, Redis down) gets that same appointment back, not a 409.
@@ -146,11 +166,14 @@ class Scheduling:
         if actor.role != "patient":
             raise PermissionDenied("only patients book appointments")
         patient_id, key = actor.user_id, idempotency_key
-        async with (
-            slot_lock(self._redis, str(slot_id), self._lock_ttl_ms),
-            self._db.connection() as conn,
-            conn.transaction(),
-        ):
+        if hold_id is not None:
+            slot_id = await self._held_slot(patient_id, hold_id)
+            lock: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+        elif slot_id is not None:
+            lock = slot_lock(self._redis, str(slot_id), self._lock_ttl_ms)
+        else:
+            raise InvalidInput("name a slot_id or a hold_id", [FieldError("slot_id", "missing")])
+        async with lock, self._db.connection() as conn, conn.transaction():
             slot = await conn.fetchrow(_LOCK_AND_COUNT, slot_id, patient_id, key)
             if slot is None:
                 raise NotFound("no such slot")
@@ -159,6 +182,10 @@ class Scheduling:
                 if earlier is not None:
                     return Booking(earlier["id"], dumps(dict(earlier)), created=False)
                 raise Conflict("this slot is not open")
+            if slot["held_by"] not in (None, patient_id):
+                raise Conflict("this slot is held by another patient")
+            if hold_id is not None and slot["held_by"] is None:
+                raise Conflict("this hold has expired; book the slot by its slot_id")
             if slot["starts_at"] <= utcnow():
                 raise Conflict("this slot has already started")
             if slot["total"] >= self._limits.total:
@@ -192,8 +219,23 @@ class Scheduling:
                 )
             except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
                 raise _booking_conflict(exc) from exc
+        if slot["held_by"] is not None:
+            HOLD_EVENTS.labels("converted").inc()
         await touch_dates(self._cache, slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(dict(row)), created=True)
+
+    async def _held_slot(self, patient_id: uuid.UUID | None, hold_id: uuid.UUID) -> uuid.UUID:
+        """The slot of the caller's hold (NotFound for anyone else's)."""
+        async with self._db.connection() as conn:
+            hold = await conn.fetchrow(
+                "SELECT slot_id FROM slot_holds WHERE id = $1 AND patient_id = $2",
+                hold_id,
+                patient_id,
+            )
+        if hold is None:
+            raise NotFound("no such hold")
+        slot_id: uuid.UUID = hold["slot_id"]
+        return slot_id
 
     @staticmethod
     async def _same_booking(
@@ -266,7 +308,7 @@ class Scheduling:
                 raise Conflict("the consultation has started; the appointment cannot move")
             if current["slot_id"] == new_slot_id:
                 raise Conflict("the appointment already holds this slot")
-            target = await _lock_slot(conn, new_slot_id)
+            target = await lock_slot(conn, new_slot_id)
             if target["doctor_id"] != current["doctor_id"]:
                 raise InvalidInput(
                     "reschedule within the same doctor's slots",
@@ -274,6 +316,8 @@ class Scheduling:
                 )
             if target["status"] != "open":
                 raise Conflict("this slot is not open")
+            if target["held_by"] not in (None, patient_id):
+                raise Conflict("this slot is held by another patient")
             if target["starts_at"] <= utcnow():
                 raise Conflict("this slot has already started")
             try:
@@ -296,6 +340,13 @@ class Scheduling:
                 new_slot_id,
                 current["slot_id"],
             )
+            if target["held_by"] is not None:  # the caller's own hold: used
+                await conn.execute(
+                    "UPDATE slot_holds SET ended_at = now(), ended_as = 'booked' "
+                    "WHERE slot_id = $1 AND ended_at IS NULL",
+                    new_slot_id,
+                )
+                HOLD_EVENTS.labels("converted").inc()
             await record(
                 conn,
                 actor,
@@ -341,21 +392,6 @@ class Scheduling:
         async with self._db.connection() as conn:
             rows = await conn.fetch(sql, *p.values)
         return dumps(BY_START.page(rows, query.limit))
-
-
-async def _lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Record:
-    """The slot row, locked for this transaction, with its doctor's time zone."""
-    slot = await conn.fetchrow(
-        """
-        SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone
-        FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
-        WHERE s.id = $1 FOR UPDATE OF s
-        """,
-        slot_id,
-    )
-    if slot is None:
-        raise NotFound("no such slot")
-    return slot
 
 
 def _event(appointment: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ APPOINTMENT = {"application/json": AppointmentOut}
 
 @bp.post("/book", ctx_idempotency="required")
 @contract(
-    "Book an open slot (Idempotency-Key required)",
+    "Book an open slot, or the slot of your hold (Idempotency-Key required)",
     tag="appointments",
     ok=201,
     body=BookingIn,
@@ -46,6 +46,7 @@ async def book(request: Request) -> HTTPResponse:
     booking = await services(request).scheduling.book(
         actor(request),
         slot_id=data.slot_id,
+        hold_id=data.hold_id,
         reason=data.reason,
         idempotency_key=request.headers.get("idempotency-key"),
     )

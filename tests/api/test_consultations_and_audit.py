@@ -117,6 +117,10 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         "appointment.cancelled",
         headers=bearer(throwaway),
     )
+    held = await traced("POST", f"/v1/slots/{spare}/hold", "slot.held", headers=bearer(throwaway))
+    await traced(
+        "DELETE", f"/v1/holds/{held.json()['id']}", "slot.released", headers=bearer(throwaway)
+    )
     await traced(
         "DELETE",
         f"/v1/doctors/me/slots/{slots[2]['id']}",

@@ -1,0 +1,200 @@
+"""Holds: an open slot kept for one patient for a few minutes while they decide.
+
+A hold counts while it has not ended and has not expired (``doctors.service.hold_in_force``),
+so expiry is exact without any task: no request ever treats an expired hold as in force.
+The beat task ``end_expired`` only records what already happened (the hold ends as
+``expired``, ``slot.released`` is audited and announced) and refreshes the caches.
+
+A hold is taken like a booking: under the slot's Redis lock, in a transaction that locks
+the slot row, and the database refuses two holds in force on one slot and a hold on a
+slot that is not open (migration 0007). One patient holds at most one slot per doctor:
+a new hold replaces the old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from amrutam.audit.actions import Action
+from amrutam.audit.log import SYSTEM, Actor, record
+from amrutam.doctors.service import hold_in_force
+from amrutam.errors import Conflict, NotFound, PermissionDenied
+from amrutam.infra.cache import Cache
+from amrutam.infra.db import Database
+from amrutam.infra.locks import slot_lock
+from amrutam.infra.metrics import HOLD_EVENTS
+from amrutam.infra.outbox import emit
+from amrutam.jsonutil import dumps
+from amrutam.scheduling.availability import touch_dates
+from amrutam.timeutil import utcnow
+
+_HOLD = "id, slot_id, patient_id, expires_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A hold that ended without a booking: its slot is open again."""
+
+    hold_id: uuid.UUID
+    slot_id: uuid.UUID
+    doctor_id: uuid.UUID
+    patient_id: uuid.UUID
+    starts_at: datetime
+    timezone: str
+
+
+# The holds that end, with what the slot's caches and the announcement need.
+_ENDED = """
+RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
+    slot_holds.patient_id, slot_holds.ended_as,
+    (SELECT s.starts_at FROM availability_slots s WHERE s.id = slot_holds.slot_id) AS starts_at,
+    (SELECT d.timezone FROM doctors d WHERE d.user_id = slot_holds.doctor_id) AS timezone
+"""
+
+
+async def lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Record:
+    """The slot row, locked for this transaction, with its doctor's time zone and who
+    holds it (if anyone)."""
+    slot = await conn.fetchrow(
+        f"""
+        SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone,
+            (SELECT h.patient_id FROM slot_holds h
+             WHERE h.slot_id = s.id AND {hold_in_force("h")}) AS held_by
+        FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
+        WHERE s.id = $1 FOR UPDATE OF s
+        """,
+        slot_id,
+    )
+    if slot is None:
+        raise NotFound("no such slot")
+    return slot
+
+
+class Holds:
+    def __init__(
+        self, db: Database, cache: Cache, redis: Redis, lock_ttl_ms: int, ttl_s: int
+    ) -> None:
+        self._db = db
+        self._cache = cache
+        self._redis = redis
+        self._lock_ttl_ms = lock_ttl_ms
+        self._ttl = timedelta(seconds=ttl_s)
+
+    async def hold(self, actor: Actor, slot_id: uuid.UUID) -> bytes:
+        """Hold an open slot for the caller; a hold of theirs on another slot of the same
+        doctor ends (replaced)."""
+        if actor.role != "patient":
+            raise PermissionDenied("only patients hold slots")
+        async with (
+            slot_lock(self._redis, str(slot_id), self._lock_ttl_ms),
+            self._db.connection() as conn,
+            conn.transaction(),
+        ):
+            slot = await lock_slot(conn, slot_id)
+            if slot["status"] != "open":
+                raise Conflict(f"this slot is {slot['status']}")
+            if slot["held_by"] is not None:
+                raise Conflict("this slot is held")
+            if slot["starts_at"] <= utcnow():
+                raise Conflict("this slot has already started")
+            # Expired holds on this slot, and the caller's hold with this doctor, end now.
+            ended = await conn.fetch(
+                "UPDATE slot_holds SET ended_at = now(), "
+                "ended_as = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'replaced' END "
+                "WHERE ended_at IS NULL AND ((slot_id = $1 AND expires_at <= now()) "
+                "OR (patient_id = $2 AND doctor_id = $3))" + _ENDED,
+                slot_id,
+                actor.user_id,
+                slot["doctor_id"],
+            )
+            try:
+                row = await conn.fetchrow(
+                    "INSERT INTO slot_holds (id, slot_id, doctor_id, patient_id, expires_at) "
+                    f"VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING {_HOLD}",
+                    uuid.uuid4(),
+                    slot_id,
+                    slot["doctor_id"],
+                    actor.user_id,
+                    self._ttl,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                # Held a moment ago (by someone, or by another request of the caller's for
+                # this doctor), after this transaction's first look.
+                raise Conflict("this slot was held a moment ago") from exc
+            # The slots those holds kept are open again (this one is held at once).
+            released = [r for r in ended if r["slot_id"] != slot_id]
+            for row_ in released:
+                await _announce(conn, actor, [Released(**_released(row_))], row_["ended_as"])
+            await record(
+                conn, actor, Action.SLOT_HELD, "slot", slot_id, {"hold_id": str(row["id"])}
+            )
+        HOLD_EVENTS.labels("created").inc()
+        HOLD_EVENTS.labels("replaced").inc(sum(r["ended_as"] == "replaced" for r in released))
+        await touch_dates(
+            self._cache, slot["timezone"], [slot["starts_at"], *(r["starts_at"] for r in released)]
+        )
+        return dumps(dict(row))
+
+    async def release(self, actor: Actor, hold_id: uuid.UUID) -> None:
+        """End the caller's hold: its slot opens again."""
+        async with self._db.connection() as conn, conn.transaction():
+            ended = await conn.fetch(
+                "UPDATE slot_holds SET ended_at = now(), ended_as = 'released' "
+                f"WHERE id = $1 AND patient_id = $2 AND {hold_in_force('slot_holds')}" + _ENDED,
+                hold_id,
+                actor.user_id,
+            )
+            if not ended:
+                raise NotFound("no such hold in force")
+            hold = Released(**_released(ended[0]))
+            await _announce(conn, actor, [hold], "released")
+        HOLD_EVENTS.labels("released").inc()
+        await touch_released(self._cache, [hold])
+
+
+async def end_expired(conn: asyncpg.Connection) -> list[Released]:
+    """Record the holds that expired (a beat task): each ends as ``expired``, its slot's
+    release is audited and announced. They stopped counting when they expired."""
+    async with conn.transaction():
+        ended = await conn.fetch(
+            "UPDATE slot_holds SET ended_at = now(), ended_as = 'expired' "
+            "WHERE ended_at IS NULL AND expires_at <= now()" + _ENDED
+        )
+        released = [Released(**_released(r)) for r in ended]
+        await _announce(conn, SYSTEM, released, "expired")
+    HOLD_EVENTS.labels("expired").inc(len(released))
+    return released
+
+
+async def touch_released(cache: Cache, released: list[Released]) -> None:
+    for hold in released:
+        await touch_dates(cache, hold.timezone, [hold.starts_at])
+
+
+def _released(row: asyncpg.Record) -> dict[str, Any]:
+    return {f.name: row[f.name] for f in fields(Released)}
+
+
+async def _announce(
+    conn: asyncpg.Connection, actor: Actor, released: list[Released], reason: str
+) -> None:
+    for hold in released:
+        detail = {"hold_id": str(hold.hold_id), "reason": reason}
+        await record(conn, actor, Action.SLOT_RELEASED, "slot", hold.slot_id, detail)
+        await emit(
+            conn,
+            "slot.released",
+            hold.slot_id,
+            {
+                "slot_id": str(hold.slot_id),
+                "doctor_id": str(hold.doctor_id),
+                "starts_at": hold.starts_at.isoformat(),
+                "reason": reason,
+            },
+        )
