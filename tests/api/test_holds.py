@@ -216,17 +216,9 @@ async def test_the_holder_books_under_a_storm_of_others(api: ApiServer, database
 
 
 @pytest.fixture(scope="module")
-def own_redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir / "redis-holds", free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def short_api(database_url: str, own_redis: RedisServer) -> Iterator[ApiServer]:
-    env = api_env(database_url, own_redis.url(), hold_ttl_s=str(SHORT_HOLD_S))
-    server = ApiServer(env, workers=2).start()
+def short_api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
+    env = api_env(database_url, redis_server.url(), hold_ttl_s=str(SHORT_HOLD_S))
+    server = ApiServer(env).start()
     yield server
     server.stop()
 
@@ -277,18 +269,36 @@ async def test_a_hold_expiring_during_a_storm_gives_the_slot_to_one_booking_afte
     assert booked_at >= expires  # nobody got it while the hold was in force
 
 
+# --- without Redis -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir / "redis-holds", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def outage_api(database_url: str, own_redis: RedisServer) -> Iterator[ApiServer]:
+    server = ApiServer(api_env(database_url, own_redis.url())).start()
+    yield server
+    server.stop()
+
+
 async def test_redis_down_changes_nothing_about_holds(
-    short_api: ApiServer, own_redis: RedisServer, database_url: str
+    outage_api: ApiServer, own_redis: RedisServer, database_url: str
 ) -> None:
-    _, (first, second) = await fresh_slots(short_api.url, count=2)
+    _, (first, second) = await fresh_slots(outage_api.url, count=2)
     patients = await make_patients(database_url, STORM + 1)
     own_redis.stop()
     try:
-        outcomes = await _storm(short_api.url, first["id"], patients[:STORM])
+        outcomes = await _storm(outage_api.url, first["id"], patients[:STORM])
         _one_winner(outcomes)
         assert outcomes["hold 429"] + outcomes["book 429"] == 0  # no lock to shed with
         assert await winners(database_url, first["id"]) == 1
-        async with httpx.AsyncClient(base_url=short_api.url, timeout=60) as http:
+        async with httpx.AsyncClient(base_url=outage_api.url, timeout=60) as http:
             held = (await hold(http, patients[-1], second["id"])).json()
             storm = [book(http, p, second["id"]) for p in patients[:50]]
             *answers, booked = await asyncio.gather(
