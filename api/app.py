@@ -26,6 +26,7 @@ from amrutam.infra.redis_client import create_redis
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.holds import Holds
 from amrutam.scheduling.service import BookingLimits, Scheduling
+from amrutam.scheduling.waitlist import Waitlist
 from amrutam.settings import Settings, get_settings
 from api import middleware, outages
 from api.context import Policies, Services
@@ -110,15 +111,17 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
             ),
             cache=cache,
             doctors=DoctorDirectory(db, cache),
-            availability=Availability(db, cache),
+            availability=Availability(db, cache, settings.hold_ttl_s),
             scheduling=Scheduling(
                 db,
                 cache,
                 redis,
                 settings.slot_lock_ttl_ms,
                 BookingLimits(settings.max_open_bookings, settings.max_open_bookings_per_doctor),
+                settings.hold_ttl_s,
             ),
             holds=Holds(db, cache, redis, settings.slot_lock_ttl_ms, settings.hold_ttl_s),
+            waitlist=Waitlist(db, settings.hold_ttl_s),
             consultations=Consultations(db),
             audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )

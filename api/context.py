@@ -17,6 +17,7 @@ from amrutam.infra.ratelimit import Policy, RateLimiter
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.holds import Holds
 from amrutam.scheduling.service import Scheduling
+from amrutam.scheduling.waitlist import Waitlist
 from amrutam.settings import Settings
 
 
@@ -47,5 +48,6 @@ class Services:
     availability: Availability
     scheduling: Scheduling
     holds: Holds
+    waitlist: Waitlist
     consultations: Consultations
     audit: AuditTrail

@@ -1,8 +1,8 @@
 """The population of a telemedicine day, for Locust (traffic model: docs/performance.md).
 
 Patients (85 %) search, read profiles and slots, book with an Idempotency-Key (some
-hold the slot first, then book it or let it go), look at their appointments, sometimes
-cancel or reschedule; doctors (12 %) publish slots, read
+hold the slot first, then book it or let it go), wait in line for a doctor's day, look
+at their appointments, sometimes cancel or reschedule; doctors (12 %) publish slots, read
 their schedule and run consultations with prescriptions; admins (3 %) query the audit
 trail. Doctors and admins log in with their second factor (a TOTP code, as their
 authenticator app shows it). Accounts come from ``amrutam seed --doctors N --patients M``
@@ -192,6 +192,20 @@ class Patient(_Signed):
                 self.booked.append(booked["id"])
         else:
             self.call("DELETE", f"/v1/holds/{held['id']}", "/v1/holds/{id}")
+
+    @task(1)
+    def wait_in_line(self) -> None:
+        """A fully booked doctor: wait for a slot on a day; some change their minds."""
+        day = (datetime.now(UTC) + timedelta(days=random.randint(1, 6))).date()
+        entry = self.call(
+            "POST",
+            f"/v1/doctors/{self._doctor()}/waitlist",
+            "/v1/doctors/{id}/waitlist",
+            json={"date": day.isoformat()},
+        )
+        self.call("GET", "/v1/waitlist", "/v1/waitlist")
+        if entry and "id" in entry and random.random() < 0.3:
+            self.call("DELETE", f"/v1/waitlist/{entry['id']}", "/v1/waitlist/{id}")
 
     @task(8)
     def my_appointments(self) -> None:

@@ -156,7 +156,7 @@ def end_expired_holds() -> int:
 
     async def job(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
-            released = await end_expired(conn)
+            released = await end_expired(conn, timedelta(seconds=settings.hold_ttl_s))
         await touch_released(Cache(redis()), released)
         return len(released)
 

@@ -23,6 +23,8 @@ class Action(StrEnum):
     SLOT_DELETED = "slot.deleted"
     SLOT_HELD = "slot.held"
     SLOT_RELEASED = "slot.released"
+    WAITLIST_JOINED = "waitlist.joined"
+    WAITLIST_OFFERED = "waitlist.offered"
     APPOINTMENT_BOOKED = "appointment.booked"
     APPOINTMENT_CANCELLED = "appointment.cancelled"
     APPOINTMENT_RESCHEDULED = "appointment.rescheduled"
@@ -41,4 +43,6 @@ class Action(StrEnum):
 
 
 # Acts of the platform itself, not of a person through the API.
-SYSTEM_ACTIONS = frozenset({Action.APPOINTMENT_NO_SHOW, Action.AUDIT_PARTITION_ROWS_MOVED})
+SYSTEM_ACTIONS = frozenset(
+    {Action.APPOINTMENT_NO_SHOW, Action.AUDIT_PARTITION_ROWS_MOVED, Action.WAITLIST_OFFERED}
+)

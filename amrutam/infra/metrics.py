@@ -31,6 +31,11 @@ DB_WAITS = Counter(
     ["kind"],
 )
 LOCK_EVENTS = Counter("amrutam_slot_lock_total", "Slot lock outcomes.", ["outcome"])
+WAITLIST_EVENTS = Counter(
+    "amrutam_waitlist_total",
+    "Waitlist events: joined, offered, accepted (booked), expired (an offer unused).",
+    ["event"],
+)
 HOLD_EVENTS = Counter(
     "amrutam_slot_holds_total",
     "Slot holds by event: created, converted (booked), released, replaced, expired.",

@@ -28,6 +28,7 @@ EVENT_NOTIFICATIONS: dict[str, list[tuple[str, str]]] = {
     "appointment.cancelled": [("cancellation", "patient_id"), ("cancellation", "doctor_id")],
     "appointment.rescheduled": [("reschedule", "patient_id")],
     "prescription.issued": [("prescription_ready", "patient_id")],
+    "waitlist.offered": [("waitlist_offer", "patient_id")],
 }
 # kind -> the window (from, to] ahead of now in which an appointment gets it: a booking
 # made 30 minutes ahead gets the 1-hour reminder only.
@@ -42,6 +43,7 @@ SUBJECTS = {
     "cancellation": "An appointment was cancelled",
     "reschedule": "Your appointment has moved",
     "prescription_ready": "Your prescription is ready",
+    "waitlist_offer": "A slot you waited for is held for you: book it before the hold expires",
     "reminder_24h": "Reminder: your appointment is tomorrow",
     "reminder_1h": "Reminder: your appointment starts within the hour",
 }

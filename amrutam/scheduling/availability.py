@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -25,6 +25,7 @@ from amrutam.jsonutil import dumps
 from amrutam.pagination import Keyset, Params
 from amrutam.scheduling.rules import slots_of
 from amrutam.scheduling.schemas import ExplicitSlots, SlotQuery, WeeklyRule
+from amrutam.scheduling.waitlist import offer
 from amrutam.timeutil import utcnow
 
 log = get_logger(__name__)
@@ -36,9 +37,10 @@ BY_START = Keyset("starts_at")
 
 
 class Availability:
-    def __init__(self, db: Database, cache: Cache) -> None:
+    def __init__(self, db: Database, cache: Cache, hold_ttl_s: int = 600) -> None:
         self._db = db
         self._cache = cache
+        self._hold_ttl = timedelta(seconds=hold_ttl_s)  # of the waitlist's offers
 
     async def publish(
         self,
@@ -93,6 +95,16 @@ class Availability:
             await record(
                 conn, actor, Action.SLOT_CREATED, "doctor", doctor_id, {"count": len(rows)}
             )
+            # New slots go to the doctor's waitlist first, earliest slot first.
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM waitlist_entries WHERE doctor_id = $1 AND status = 'waiting'",
+                doctor_id,
+            )
+            for row in sorted(rows, key=lambda r: r["starts_at"]):
+                if waiting == 0:
+                    break
+                if await offer(conn, row["id"], self._hold_ttl) is not None:
+                    waiting -= 1
         await touch_dates(self._cache, timezone, (s for s, _ in times))
         return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
 

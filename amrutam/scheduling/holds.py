@@ -28,10 +28,12 @@ from amrutam.errors import Conflict, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
-from amrutam.infra.metrics import HOLD_EVENTS
+from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
 from amrutam.scheduling.availability import touch_dates
+from amrutam.scheduling.slots import lock_slot
+from amrutam.scheduling.waitlist import offer
 from amrutam.timeutil import utcnow
 
 _HOLD = "id, slot_id, patient_id, expires_at"
@@ -56,24 +58,6 @@ RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
     (SELECT s.starts_at FROM availability_slots s WHERE s.id = slot_holds.slot_id) AS starts_at,
     (SELECT d.timezone FROM doctors d WHERE d.user_id = slot_holds.doctor_id) AS timezone
 """
-
-
-async def lock_slot(conn: asyncpg.Connection, slot_id: uuid.UUID) -> asyncpg.Record:
-    """The slot row, locked for this transaction, with its doctor's time zone and who
-    holds it (if anyone)."""
-    slot = await conn.fetchrow(
-        f"""
-        SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone,
-            (SELECT h.patient_id FROM slot_holds h
-             WHERE h.slot_id = s.id AND {hold_in_force("h")}) AS held_by
-        FROM availability_slots s JOIN doctors d ON d.user_id = s.doctor_id
-        WHERE s.id = $1 FOR UPDATE OF s
-        """,
-        slot_id,
-    )
-    if slot is None:
-        raise NotFound("no such slot")
-    return slot
 
 
 class Holds:
@@ -130,7 +114,7 @@ class Holds:
             # The slots those holds kept are open again (this one is held at once).
             released = [r for r in ended if r["slot_id"] != slot_id]
             for row_ in released:
-                await _announce(conn, actor, [Released(**_released(row_))], row_["ended_as"])
+                await _reopen(conn, actor, Released(**_released(row_)), row_["ended_as"], self._ttl)
             await record(
                 conn, actor, Action.SLOT_HELD, "slot", slot_id, {"hold_id": str(row["id"])}
             )
@@ -142,8 +126,15 @@ class Holds:
         return dumps(dict(row))
 
     async def release(self, actor: Actor, hold_id: uuid.UUID) -> None:
-        """End the caller's hold: its slot opens again."""
+        """End the caller's hold: its slot opens again (and goes to the waitlist)."""
         async with self._db.connection() as conn, conn.transaction():
+            slot_id = await conn.fetchval(
+                "SELECT slot_id FROM slot_holds WHERE id = $1 AND patient_id = $2",
+                hold_id,
+                actor.user_id,
+            )
+            if slot_id is not None:
+                await lock_slot(conn, slot_id)  # the slot first, as every booking locks it
             ended = await conn.fetch(
                 "UPDATE slot_holds SET ended_at = now(), ended_as = 'released' "
                 f"WHERE id = $1 AND patient_id = $2 AND {hold_in_force('slot_holds')}" + _ENDED,
@@ -152,22 +143,54 @@ class Holds:
             )
             if not ended:
                 raise NotFound("no such hold in force")
+            # An offer from the waitlist, declined.
+            await conn.execute(
+                "UPDATE waitlist_entries SET status = 'cancelled', updated_at = now() "
+                "WHERE hold_id = $1 AND status = 'offered'",
+                hold_id,
+            )
             hold = Released(**_released(ended[0]))
-            await _announce(conn, actor, [hold], "released")
+            await _reopen(conn, actor, hold, "released", self._ttl)
         HOLD_EVENTS.labels("released").inc()
         await touch_released(self._cache, [hold])
 
 
-async def end_expired(conn: asyncpg.Connection) -> list[Released]:
-    """Record the holds that expired (a beat task): each ends as ``expired``, its slot's
-    release is audited and announced. They stopped counting when they expired."""
-    async with conn.transaction():
-        ended = await conn.fetch(
-            "UPDATE slot_holds SET ended_at = now(), ended_as = 'expired' "
-            "WHERE ended_at IS NULL AND expires_at <= now()" + _ENDED
-        )
-        released = [Released(**_released(r)) for r in ended]
-        await _announce(conn, SYSTEM, released, "expired")
+async def end_expired(conn: asyncpg.Connection, ttl: timedelta) -> list[Released]:
+    """Record the holds that expired (a beat task), one transaction each: the hold ends
+    as ``expired``, a waitlist offer it carried expires, the slot's release is audited
+    and announced, and the slot goes to the next in line. (They stopped counting when
+    they expired; this only writes it down.)"""
+    due = await conn.fetch(
+        "SELECT id, slot_id FROM slot_holds WHERE ended_at IS NULL AND expires_at <= now() "
+        "ORDER BY expires_at LIMIT 1000"
+    )
+    released = []
+    for due_hold in due:
+        async with conn.transaction():
+            if (
+                await conn.fetchval(
+                    "SELECT 1 FROM availability_slots WHERE id = $1 FOR UPDATE", due_hold["slot_id"]
+                )
+                is None
+            ):
+                continue  # the slot was deleted (and its holds with it)
+            ended = await conn.fetch(
+                "UPDATE slot_holds SET ended_at = now(), ended_as = 'expired' "
+                "WHERE id = $1 AND ended_at IS NULL AND expires_at <= now()" + _ENDED,
+                due_hold["id"],
+            )
+            if not ended:
+                continue  # booked or replaced meanwhile
+            lapsed = await conn.fetchval(
+                "UPDATE waitlist_entries SET status = 'expired', updated_at = now() "
+                "WHERE hold_id = $1 AND status = 'offered' RETURNING id",
+                due_hold["id"],
+            )
+            if lapsed is not None:
+                WAITLIST_EVENTS.labels("expired").inc()
+            hold = Released(**_released(ended[0]))
+            await _reopen(conn, SYSTEM, hold, "expired", ttl)
+            released.append(hold)
     HOLD_EVENTS.labels("expired").inc(len(released))
     return released
 
@@ -181,20 +204,22 @@ def _released(row: asyncpg.Record) -> dict[str, Any]:
     return {f.name: row[f.name] for f in fields(Released)}
 
 
-async def _announce(
-    conn: asyncpg.Connection, actor: Actor, released: list[Released], reason: str
+async def _reopen(
+    conn: asyncpg.Connection, actor: Actor, hold: Released, reason: str, ttl: timedelta
 ) -> None:
-    for hold in released:
-        detail = {"hold_id": str(hold.hold_id), "reason": reason}
-        await record(conn, actor, Action.SLOT_RELEASED, "slot", hold.slot_id, detail)
-        await emit(
-            conn,
-            "slot.released",
-            hold.slot_id,
-            {
-                "slot_id": str(hold.slot_id),
-                "doctor_id": str(hold.doctor_id),
-                "starts_at": hold.starts_at.isoformat(),
-                "reason": reason,
-            },
-        )
+    """A hold ended without a booking: audit and announce it, then offer the slot to the
+    first in its waitlist, in the same transaction."""
+    detail = {"hold_id": str(hold.hold_id), "reason": reason}
+    await record(conn, actor, Action.SLOT_RELEASED, "slot", hold.slot_id, detail)
+    await emit(
+        conn,
+        "slot.released",
+        hold.slot_id,
+        {
+            "slot_id": str(hold.slot_id),
+            "doctor_id": str(hold.doctor_id),
+            "starts_at": hold.starts_at.isoformat(),
+            "reason": reason,
+        },
+    )
+    await offer(conn, hold.slot_id, ttl)

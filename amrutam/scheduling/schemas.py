@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -103,6 +103,41 @@ class BookingIn(Input):
         if (self.slot_id is None) == (self.hold_id is None):
             raise ValueError("name either slot_id or hold_id")
         return self
+
+
+class WaitlistIn(Input):
+    """A place in line for a doctor's date (in the doctor's time zone), optionally only
+    for slots inside a time window of that day."""
+
+    date: Day
+    from_time: time | None = None
+    to_time: time | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> WaitlistIn:
+        if self.from_time and self.to_time and self.from_time >= self.to_time:
+            raise ValueError("from_time must come before to_time")
+        return self
+
+
+class WaitlistOffer(BaseModel):
+    hold_id: uuid.UUID
+    expires_at: datetime
+
+
+class WaitlistEntryOut(BaseModel):
+    id: uuid.UUID
+    doctor_id: uuid.UUID
+    date: date
+    from_time: time | None = None
+    to_time: time | None = None
+    status: Literal["waiting", "offered", "booked", "expired", "cancelled"]
+    created_at: datetime
+    offer: WaitlistOffer | None = None
+
+
+class WaitlistPage(BaseModel):
+    items: list[WaitlistEntryOut]
 
 
 class HoldOut(BaseModel):

@@ -17,6 +17,7 @@ import contextlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -33,16 +34,17 @@ from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.logs import get_logger
-from amrutam.infra.metrics import HOLD_EVENTS
+from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
 from amrutam.infra.outbox import emit, event_row
 from amrutam.infra.outbox import insert_sql as outbox_insert_sql
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START, touch_dates
-from amrutam.scheduling.holds import lock_slot
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
 )
+from amrutam.scheduling.slots import lock_slot
+from amrutam.scheduling.waitlist import offer
 from amrutam.timeutil import utcnow
 
 log = get_logger(__name__)
@@ -109,8 +111,8 @@ LEFT JOIN LATERAL (
 ) hold ON true
 """
 # Then every write in one statement: the appointment, the slot marked booked, its hold
-# (the caller's) ended as booked, the audit row and the outbox event (data-modifying CTEs
-# all run, and all or none commit).
+# (the caller's) ended as booked, the caller out of the waitlist for that doctor and day,
+# the audit row and the outbox event (data-modifying CTEs all run, and all or none commit).
 _WRITE = f"""
 WITH appointment AS (
     INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at, ends_at, reason,
@@ -122,12 +124,19 @@ WITH appointment AS (
     UPDATE slot_holds SET ended_at = now(),
         ended_as = CASE WHEN patient_id = $4 THEN 'booked' ELSE 'expired' END
     WHERE slot_id = $2 AND ended_at IS NULL
+), out_of_line AS (
+    UPDATE waitlist_entries w SET status = 'booked', updated_at = now()
+    FROM waitlist_entries before
+    WHERE w.id = before.id AND w.patient_id = $4 AND w.doctor_id = $3
+      AND w.status IN ('waiting', 'offered') AND w.day = ($5::timestamptz AT TIME ZONE $9)::date
+    RETURNING before.status AS was
 ), audited AS (
-    {audit_insert_sql(9)}
+    {audit_insert_sql(10)}
 ), announced AS (
-    {outbox_insert_sql(9 + len(AUDIT_COLUMNS))}
+    {outbox_insert_sql(10 + len(AUDIT_COLUMNS))}
 )
-SELECT * FROM appointment
+SELECT appointment.*, EXISTS (SELECT 1 FROM out_of_line WHERE was = 'offered') AS took_offer
+FROM appointment
 """
 
 
@@ -139,12 +148,14 @@ class Scheduling:
         redis: Redis,
         lock_ttl_ms: int,
         limits: BookingLimits | None = None,
+        hold_ttl_s: int = 600,
     ) -> None:
         self._db = db
         self._cache = cache
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_ms
         self._limits = limits or BookingLimits()
+        self._hold_ttl = timedelta(seconds=hold_ttl_s)  # of the waitlist's offers
 
     # -- booking --------------------------------------------------------------------
 
@@ -214,15 +225,19 @@ class Scheduling:
                     slot["ends_at"],
                     reason,
                     key,
+                    slot["timezone"],
                     *audited.row(),
                     *event_row("appointment.booked", appointment_id, event),
                 )
             except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
                 raise _booking_conflict(exc) from exc
+        appointment = dict(row)
+        if appointment.pop("took_offer"):
+            WAITLIST_EVENTS.labels("accepted").inc()
         if slot["held_by"] is not None:
             HOLD_EVENTS.labels("converted").inc()
         await touch_dates(self._cache, slot["timezone"], [slot["starts_at"]])
-        return Booking(row["id"], dumps(dict(row)), created=True)
+        return Booking(row["id"], dumps(appointment), created=True)
 
     async def _held_slot(self, patient_id: uuid.UUID | None, hold_id: uuid.UUID) -> uuid.UUID:
         """The slot of the caller's hold (NotFound for anyone else's)."""
@@ -280,6 +295,7 @@ class Scheduling:
             )
             await record(conn, who, Action.APPOINTMENT_CANCELLED, "appointment", appointment_id)
             await emit(conn, "appointment.cancelled", appointment_id, _event(row))
+            await offer(conn, current["slot_id"], self._hold_ttl)
         await touch_dates(self._cache, current["timezone"], [current["starts_at"]])
         return dumps(dict(row))
 
@@ -356,6 +372,7 @@ class Scheduling:
                 {"from_slot_id": str(current["slot_id"]), "to_slot_id": str(new_slot_id)},
             )
             await emit(conn, "appointment.rescheduled", appointment_id, _event(row))
+            await offer(conn, current["slot_id"], self._hold_ttl)
         await touch_dates(
             self._cache, target["timezone"], [target["starts_at"], current["starts_at"]]
         )

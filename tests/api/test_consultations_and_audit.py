@@ -117,6 +117,14 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
         "appointment.cancelled",
         headers=bearer(throwaway),
     )
+    tomorrow = (datetime.fromisoformat(slots[0]["starts_at"]) + timedelta(days=1)).date()
+    await traced(
+        "POST",
+        f"/v1/doctors/{doctor['id']}/waitlist",
+        "waitlist.joined",
+        headers=bearer(throwaway),
+        json={"date": tomorrow.isoformat()},
+    )
     held = await traced("POST", f"/v1/slots/{spare}/hold", "slot.held", headers=bearer(throwaway))
     await traced(
         "DELETE", f"/v1/holds/{held.json()['id']}", "slot.released", headers=bearer(throwaway)
