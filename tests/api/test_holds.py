@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -346,3 +347,32 @@ async def test_the_database_refuses_a_booking_of_a_slot_held_by_another(
             )
     finally:
         await conn.close()
+
+
+async def test_redis_down_changes_nothing_about_the_waitlist(
+    outage_api: ApiServer, own_redis: RedisServer, database_url: str
+) -> None:
+    doctor, (slot,) = await fresh_slots(outage_api.url)
+    booker, first, second = await make_patients(database_url, 3)
+    day = datetime.fromisoformat(slot["starts_at"]).astimezone(ZoneInfo("Asia/Kolkata")).date()
+    async with httpx.AsyncClient(base_url=outage_api.url, timeout=30) as http:
+        booking = (await book(http, booker, slot["id"])).json()
+        own_redis.stop()
+        try:
+            for patient in (first, second):
+                joined = await http.post(
+                    f"/v1/doctors/{doctor['id']}/waitlist",
+                    headers=patient,
+                    json={"date": day.isoformat()},
+                )
+                assert joined.status_code == 201, joined.text
+            cancelled = await http.post(f"/v1/appointments/{booking['id']}/cancel", headers=booker)
+            assert cancelled.status_code == 200, cancelled.text
+            mine = (await http.get("/v1/waitlist", headers=first)).json()["items"][0]
+            assert mine["status"] == "offered"
+            assert_problem(await book(http, second, slot["id"]), 409)
+            taken = await book_hold(http, first, mine["offer"]["hold_id"])
+            assert taken.status_code == 201, taken.text
+        finally:
+            own_redis.start()
+    assert await slot_state(database_url, slot["id"]) == (1, 0)

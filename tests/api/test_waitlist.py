@@ -179,3 +179,28 @@ async def test_joining_refuses_what_cannot_be(http: httpx.AsyncClient) -> None:
     )
     assert_problem(bad, 422)
     assert_problem(await http.get("/v1/waitlist"), 401)
+
+
+async def test_nobody_is_offered_two_slots_and_no_slot_goes_to_two(
+    http: httpx.AsyncClient, database_url: str
+) -> None:
+    doctor = await make_doctor(http)
+    day = (datetime.now(KOLKATA) + timedelta(days=5)).date()
+    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    first, second, third = [bearer(await register(http)) for _ in range(3)]
+    for patient in (first, second, third):
+        await join(http, patient, doctor, day)
+    # Two slots open at once: the first two in line get one each, the third waits.
+    a, b = await make_slots(http, doctor, count=2, start=nine)
+    offers = [await entry_of(http, p) for p in (first, second, third)]
+    assert [o["status"] for o in offers] == ["offered", "offered", "waiting"]
+    conn = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        held = await conn.fetch(
+            "SELECT slot_id, patient_id FROM slot_holds WHERE slot_id = ANY($1::uuid[]) "
+            "AND ended_at IS NULL",
+            [uuid.UUID(a["id"]), uuid.UUID(b["id"])],
+        )
+    finally:
+        await conn.close()
+    assert len({h["slot_id"] for h in held}) == len({h["patient_id"] for h in held}) == 2
