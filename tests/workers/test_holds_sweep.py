@@ -12,7 +12,6 @@ from celery import Celery
 from tests.factories import make_doctor, make_slots, pg_dsn
 from tests.helpers import register
 from tests.workers.conftest import Worker
-from workers.app import app
 
 
 async def test_expired_holds_end_with_their_release_recorded(
@@ -59,9 +58,3 @@ async def test_expired_holds_end_with_their_release_recorded(
         await conn.close()
     assert (audit["actor_role"], audit["reason"]) == ("system", "expired")
     assert event == "expired"
-
-
-def test_beat_sends_it() -> None:
-    entry = app.conf.beat_schedule["end-expired-holds"]
-    assert entry["task"] == "workers.tasks.end_expired_holds"
-    assert entry["schedule"] <= 30

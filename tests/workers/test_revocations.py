@@ -13,7 +13,6 @@ from celery import Celery
 from amrutam.dev.servers import RedisServer
 from tests.factories import make_patients, pg_dsn
 from tests.workers.conftest import Worker, wait_for
-from workers.app import app
 
 
 async def test_ended_sessions_get_their_markers_back(
@@ -39,9 +38,3 @@ async def test_ended_sessions_get_their_markers_back(
     assert 900 < store.ttl(f"revoked:{ended_now}") <= 960
     # One ended before the oldest live access token was issued needs no marker.
     assert not store.exists(f"revoked:{ended_long_ago}")
-
-
-def test_beat_sends_it_every_few_seconds() -> None:
-    entry = app.conf.beat_schedule["resend-revocations"]
-    assert entry["task"] == "workers.tasks.resend_revocations"
-    assert entry["schedule"] <= 5.0
