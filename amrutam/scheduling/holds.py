@@ -14,9 +14,7 @@ a new hold replaces the old one.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import asyncpg
 from redis.asyncio import Redis
@@ -28,36 +26,14 @@ from amrutam.errors import Conflict, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
-from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
-from amrutam.infra.outbox import emit
+from amrutam.infra.metrics import HOLD_EVENTS
 from amrutam.jsonutil import dumps
 from amrutam.scheduling.availability import touch_dates
 from amrutam.scheduling.slots import lock_slot
-from amrutam.scheduling.waitlist import offer
+from amrutam.scheduling.waitlist import ENDED, Released, released_from, reopen
 from amrutam.timeutil import utcnow
 
 _HOLD = "id, slot_id, patient_id, expires_at"
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    """A hold that ended without a booking: its slot is open again."""
-
-    hold_id: uuid.UUID
-    slot_id: uuid.UUID
-    doctor_id: uuid.UUID
-    patient_id: uuid.UUID
-    starts_at: datetime
-    timezone: str
-
-
-# The holds that end, with what the slot's caches and the announcement need.
-_ENDED = """
-RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
-    slot_holds.patient_id, slot_holds.ended_as,
-    (SELECT s.starts_at FROM availability_slots s WHERE s.id = slot_holds.slot_id) AS starts_at,
-    (SELECT d.timezone FROM doctors d WHERE d.user_id = slot_holds.doctor_id) AS timezone
-"""
 
 
 class Holds:
@@ -92,7 +68,7 @@ class Holds:
                 "UPDATE slot_holds SET ended_at = now(), "
                 "ended_as = CASE WHEN expires_at <= now() THEN 'expired' ELSE 'replaced' END "
                 "WHERE ended_at IS NULL AND ((slot_id = $1 AND expires_at <= now()) "
-                "OR (patient_id = $2 AND doctor_id = $3))" + _ENDED,
+                "OR (patient_id = $2 AND doctor_id = $3))" + ENDED,
                 slot_id,
                 actor.user_id,
                 slot["doctor_id"],
@@ -114,7 +90,9 @@ class Holds:
             # The slots those holds kept are open again (this one is held at once).
             released = [r for r in ended if r["slot_id"] != slot_id]
             for row_ in released:
-                await _reopen(conn, actor, Released(**_released(row_)), row_["ended_as"], self._ttl)
+                await reopen(
+                    conn, actor, Released(**released_from(row_)), row_["ended_as"], self._ttl
+                )
             await record(
                 conn, actor, Action.SLOT_HELD, "slot", slot_id, {"hold_id": str(row["id"])}
             )
@@ -137,20 +115,14 @@ class Holds:
                 await lock_slot(conn, slot_id)  # the slot first, as every booking locks it
             ended = await conn.fetch(
                 "UPDATE slot_holds SET ended_at = now(), ended_as = 'released' "
-                f"WHERE id = $1 AND patient_id = $2 AND {hold_in_force('slot_holds')}" + _ENDED,
+                f"WHERE id = $1 AND patient_id = $2 AND {hold_in_force('slot_holds')}" + ENDED,
                 hold_id,
                 actor.user_id,
             )
             if not ended:
                 raise NotFound("no such hold in force")
-            # An offer from the waitlist, declined.
-            await conn.execute(
-                "UPDATE waitlist_entries SET status = 'cancelled', updated_at = now() "
-                "WHERE hold_id = $1 AND status = 'offered'",
-                hold_id,
-            )
-            hold = Released(**_released(ended[0]))
-            await _reopen(conn, actor, hold, "released", self._ttl)
+            hold = Released(**released_from(ended[0]))
+            await reopen(conn, actor, hold, "released", self._ttl)
         HOLD_EVENTS.labels("released").inc()
         await touch_released(self._cache, [hold])
 
@@ -176,20 +148,13 @@ async def end_expired(conn: asyncpg.Connection, ttl: timedelta) -> list[Released
                 continue  # the slot was deleted (and its holds with it)
             ended = await conn.fetch(
                 "UPDATE slot_holds SET ended_at = now(), ended_as = 'expired' "
-                "WHERE id = $1 AND ended_at IS NULL AND expires_at <= now()" + _ENDED,
+                "WHERE id = $1 AND ended_at IS NULL AND expires_at <= now()" + ENDED,
                 due_hold["id"],
             )
             if not ended:
                 continue  # booked or replaced meanwhile
-            lapsed = await conn.fetchval(
-                "UPDATE waitlist_entries SET status = 'expired', updated_at = now() "
-                "WHERE hold_id = $1 AND status = 'offered' RETURNING id",
-                due_hold["id"],
-            )
-            if lapsed is not None:
-                WAITLIST_EVENTS.labels("expired").inc()
-            hold = Released(**_released(ended[0]))
-            await _reopen(conn, SYSTEM, hold, "expired", ttl)
+            hold = Released(**released_from(ended[0]))
+            await reopen(conn, SYSTEM, hold, "expired", ttl)
             released.append(hold)
     HOLD_EVENTS.labels("expired").inc(len(released))
     return released
@@ -198,28 +163,3 @@ async def end_expired(conn: asyncpg.Connection, ttl: timedelta) -> list[Released
 async def touch_released(cache: Cache, released: list[Released]) -> None:
     for hold in released:
         await touch_dates(cache, hold.timezone, [hold.starts_at])
-
-
-def _released(row: asyncpg.Record) -> dict[str, Any]:
-    return {f.name: row[f.name] for f in fields(Released)}
-
-
-async def _reopen(
-    conn: asyncpg.Connection, actor: Actor, hold: Released, reason: str, ttl: timedelta
-) -> None:
-    """A hold ended without a booking: audit and announce it, then offer the slot to the
-    first in its waitlist, in the same transaction."""
-    detail = {"hold_id": str(hold.hold_id), "reason": reason}
-    await record(conn, actor, Action.SLOT_RELEASED, "slot", hold.slot_id, detail)
-    await emit(
-        conn,
-        "slot.released",
-        hold.slot_id,
-        {
-            "slot_id": str(hold.slot_id),
-            "doctor_id": str(hold.doctor_id),
-            "starts_at": hold.starts_at.isoformat(),
-            "reason": reason,
-        },
-    )
-    await offer(conn, hold.slot_id, ttl)

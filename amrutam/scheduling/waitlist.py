@@ -5,16 +5,19 @@ offered the next slot that opens there, as a hold.
 away, new slots, a hold released or expired): it locks the slot row, takes the first
 patient in line whose window the slot fits, holds the slot for them and announces
 ``waitlist.offered`` (the workers notify them). First come, first offered; one entry in
-line per patient, doctor and date, and one hold per patient and doctor, so nobody is
-offered two slots of one doctor and date at once, and a slot holds one offer. An offer
-not used before its hold expires passes to the next in line (``holds.end_expired``).
+line per patient, doctor and date, and one hold per patient and doctor (a patient with
+a hold of that doctor not ended yet, even an expired one the beat task has not recorded,
+is passed over for now), so nobody is offered two slots of one doctor and date at once,
+and a slot holds one offer. An offer not used before its hold expires passes to the next
+in line (``holds.end_expired``); one released or replaced counts as declined.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -42,6 +45,27 @@ class Offer:
     entry_id: uuid.UUID
     patient_id: uuid.UUID
     hold_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """A hold that ended without a booking: its slot is open again."""
+
+    hold_id: uuid.UUID
+    slot_id: uuid.UUID
+    doctor_id: uuid.UUID
+    patient_id: uuid.UUID
+    starts_at: datetime
+    timezone: str
+
+
+# The holds that end, with what the slot's caches and the announcement need.
+ENDED = """
+RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
+    slot_holds.patient_id, slot_holds.ended_as,
+    (SELECT s.starts_at FROM availability_slots s WHERE s.id = slot_holds.slot_id) AS starts_at,
+    (SELECT d.timezone FROM doctors d WHERE d.user_id = slot_holds.doctor_id) AS timezone
+"""
 
 
 class Waitlist:
@@ -95,33 +119,33 @@ class Waitlist:
         return dumps({"items": [_entry(r) for r in rows]})
 
     async def leave(self, actor: Actor, entry_id: uuid.UUID) -> None:
-        """Out of line; an offer not taken yet passes to the next in line."""
+        """Out of line; an offer not taken yet is declined and passes to the next."""
         async with self._db.connection() as conn, conn.transaction():
-            entry = await conn.fetchrow(
-                "SELECT status, hold_id FROM waitlist_entries "
-                "WHERE id = $1 AND patient_id = $2 AND status IN ('waiting', 'offered') FOR UPDATE",
+            found = await conn.fetchrow(
+                "SELECT w.status, h.id AS hold_id, h.slot_id FROM waitlist_entries w "
+                "LEFT JOIN slot_holds h ON h.id = w.hold_id WHERE w.id = $1 AND w.patient_id = $2",
                 entry_id,
                 actor.user_id,
             )
-            if entry is None:
-                raise NotFound("no such entry in line")
-            await conn.execute(
-                "UPDATE waitlist_entries SET status = 'cancelled', updated_at = now() "
-                "WHERE id = $1",
-                entry_id,
-            )
-            if entry["status"] == "offered" and entry["hold_id"] is not None:
-                slot_id = await conn.fetchval(
-                    "SELECT slot_id FROM slot_holds WHERE id = $1", entry["hold_id"]
-                )
-                await lock_slot(conn, slot_id)
-                ended = await conn.fetchval(
+            ended = []
+            if found is not None and found["status"] == "offered" and found["slot_id"]:
+                await lock_slot(conn, found["slot_id"])  # the slot first, as bookings lock it
+                ended = await conn.fetch(
                     "UPDATE slot_holds SET ended_at = now(), ended_as = 'released' "
-                    f"WHERE id = $1 AND {hold_in_force('slot_holds')} RETURNING id",
-                    entry["hold_id"],
+                    f"WHERE id = $1 AND {hold_in_force('slot_holds')}" + ENDED,
+                    found["hold_id"],
                 )
-                if ended is not None:
-                    await offer(conn, slot_id, self._ttl)
+            left = await conn.fetchval(
+                "UPDATE waitlist_entries SET status = 'cancelled', updated_at = now() "
+                "WHERE id = $1 AND patient_id = $2 AND status IN ('waiting', 'offered') "
+                "RETURNING id",
+                entry_id,
+                actor.user_id,
+            )
+            if left is None:
+                raise NotFound("no such entry in line")
+            for row in ended:
+                await reopen(conn, actor, Released(**released_from(row)), "released", self._ttl)
 
 
 async def offer(
@@ -133,14 +157,14 @@ async def offer(
     if slot["status"] != "open" or slot["held_by"] is not None or slot["starts_at"] <= utcnow():
         return None
     entry = await conn.fetchrow(
-        f"""
+        """
         SELECT w.id, w.patient_id FROM waitlist_entries w
         WHERE w.doctor_id = $1 AND w.status = 'waiting'
           AND w.day = ($2::timestamptz AT TIME ZONE $4)::date
           AND (w.from_time IS NULL OR ($2::timestamptz AT TIME ZONE $4)::time >= w.from_time)
           AND (w.to_time IS NULL OR ($3::timestamptz AT TIME ZONE $4)::time <= w.to_time)
           AND NOT EXISTS (SELECT 1 FROM slot_holds h WHERE h.patient_id = w.patient_id
-                          AND h.doctor_id = w.doctor_id AND {hold_in_force("h")})
+                          AND h.doctor_id = w.doctor_id AND h.ended_at IS NULL)
         ORDER BY w.created_at, w.id
         LIMIT 1 FOR UPDATE OF w SKIP LOCKED
         """,
@@ -151,13 +175,6 @@ async def offer(
     )
     if entry is None:
         return None
-    # An expired hold of theirs with this doctor, not recorded yet, ends now.
-    await conn.execute(
-        "UPDATE slot_holds SET ended_at = now(), ended_as = 'expired' "
-        "WHERE patient_id = $1 AND doctor_id = $2 AND ended_at IS NULL",
-        entry["patient_id"],
-        slot["doctor_id"],
-    )
     hold = await conn.fetchrow(
         "INSERT INTO slot_holds (id, slot_id, doctor_id, patient_id, expires_at) "
         "VALUES ($1, $2, $3, $4, now() + $5::interval) RETURNING id, expires_at",
@@ -199,3 +216,38 @@ def _entry(row: asyncpg.Record) -> dict[str, object]:
     if hold_id is not None:
         entry["offer"] = {"hold_id": hold_id, "expires_at": expires_at}
     return entry
+
+
+def released_from(row: asyncpg.Record) -> dict[str, Any]:
+    return {f.name: row[f.name] for f in fields(Released)}
+
+
+async def reopen(
+    conn: asyncpg.Connection, actor: Actor, hold: Released, reason: str, ttl: timedelta
+) -> None:
+    """A hold ended without a booking: the waitlist offer it carried (if any) is over,
+    expired or declined; audit and announce the release, then offer the slot to the
+    first in its line, in the same transaction."""
+    lapsed = await conn.fetchval(
+        "UPDATE waitlist_entries SET updated_at = now(), "
+        "status = CASE WHEN $2 = 'expired' THEN 'expired' ELSE 'cancelled' END "
+        "WHERE hold_id = $1 AND status = 'offered' RETURNING id",
+        hold.hold_id,
+        reason,
+    )
+    if lapsed is not None and reason == "expired":
+        WAITLIST_EVENTS.labels("expired").inc()
+    detail = {"hold_id": str(hold.hold_id), "reason": reason}
+    await record(conn, actor, Action.SLOT_RELEASED, "slot", hold.slot_id, detail)
+    await emit(
+        conn,
+        "slot.released",
+        hold.slot_id,
+        {
+            "slot_id": str(hold.slot_id),
+            "doctor_id": str(hold.doctor_id),
+            "starts_at": hold.starts_at.isoformat(),
+            "reason": reason,
+        },
+    )
+    await offer(conn, hold.slot_id, ttl)

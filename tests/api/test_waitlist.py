@@ -204,3 +204,24 @@ async def test_nobody_is_offered_two_slots_and_no_slot_goes_to_two(
     finally:
         await conn.close()
     assert len({h["slot_id"] for h in held}) == len({h["patient_id"] for h in held}) == 2
+
+
+async def test_holding_another_slot_declines_an_offer_and_passes_it_on(
+    http: httpx.AsyncClient,
+) -> None:
+    doctor = await make_doctor(http)
+    day = (datetime.now(KOLKATA) + timedelta(days=6)).date()
+    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    offered_slot, other_slot = await make_slots(http, doctor, count=2, start=nine)
+    booker, first, second = [bearer(await register(http)) for _ in range(3)]
+    taken = (await book(http, booker, offered_slot["id"])).json()
+    await join(http, first, doctor, day)
+    await join(http, second, doctor, day)
+    await http.post(f"/v1/appointments/{taken['id']}/cancel", headers=booker)
+    assert (await entry_of(http, first))["status"] == "offered"
+    # The first holds a different slot of the same doctor instead: the offer is declined.
+    assert (await http.post(f"/v1/slots/{other_slot['id']}/hold", headers=first)).status_code == 201
+    assert (await entry_of(http, first))["status"] == "cancelled"
+    passed_on = await entry_of(http, second)
+    assert passed_on["status"] == "offered"
+    assert passed_on["offer"]["hold_id"]
