@@ -41,6 +41,12 @@ async def http(short_api: ApiServer) -> Any:
         yield client
 
 
+def nine_am(days_ahead: int) -> tuple[date, datetime]:
+    """A day ahead in the doctors' time zone, and 09:00 on it."""
+    day = (datetime.now(KOLKATA) + timedelta(days=days_ahead)).date()
+    return day, datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+
+
 def local_day(slot: dict[str, Any]) -> date:
     return datetime.fromisoformat(slot["starts_at"]).astimezone(KOLKATA).date()
 
@@ -115,8 +121,7 @@ async def test_a_window_is_respected_and_new_slots_go_to_the_line(
     http: httpx.AsyncClient,
 ) -> None:
     doctor = await make_doctor(http)
-    day = (datetime.now(KOLKATA) + timedelta(days=4)).date()
-    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    day, nine = nine_am(4)
     mornings, anytime = bearer(await register(http)), bearer(await register(http))
     assert (
         await join(http, mornings, doctor, day, from_time="10:00", to_time="12:00")
@@ -143,8 +148,7 @@ async def test_booking_elsewhere_leaves_the_line_and_leaving_passes_an_offer_on(
     http: httpx.AsyncClient,
 ) -> None:
     doctor = await make_doctor(http)
-    day = (datetime.now(KOLKATA) + timedelta(days=3)).date()
-    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    day, nine = nine_am(3)
     first_slot, other_slot = await make_slots(http, doctor, count=2, start=nine)
     booker, leaver, next_one, elsewhere = [bearer(await register(http)) for _ in range(4)]
     booking = (await book(http, booker, first_slot["id"])).json()
@@ -185,8 +189,7 @@ async def test_nobody_is_offered_two_slots_and_no_slot_goes_to_two(
     http: httpx.AsyncClient, database_url: str
 ) -> None:
     doctor = await make_doctor(http)
-    day = (datetime.now(KOLKATA) + timedelta(days=5)).date()
-    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    day, nine = nine_am(5)
     first, second, third = [bearer(await register(http)) for _ in range(3)]
     for patient in (first, second, third):
         await join(http, patient, doctor, day)
@@ -210,8 +213,7 @@ async def test_holding_another_slot_declines_an_offer_and_passes_it_on(
     http: httpx.AsyncClient,
 ) -> None:
     doctor = await make_doctor(http)
-    day = (datetime.now(KOLKATA) + timedelta(days=6)).date()
-    nine = datetime(day.year, day.month, day.day, 9, tzinfo=KOLKATA)
+    day, nine = nine_am(6)
     offered_slot, other_slot = await make_slots(http, doctor, count=2, start=nine)
     booker, first, second = [bearer(await register(http)) for _ in range(3)]
     taken = (await book(http, booker, offered_slot["id"])).json()
