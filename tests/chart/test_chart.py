@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
 import shutil
 from pathlib import Path
@@ -608,6 +609,40 @@ def test_the_api_never_receives_the_administrators_database_url() -> None:
             "AMRUTAM_APP_ROLE_PASSWORD",
             "POSTGRES_PASSWORD",
         }
+
+
+def test_the_api_container_gets_every_setting_production_requires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API's environment, as the kubelet would assemble it from the rendered objects,
+    passes the production settings' checks (a secret missing from its list refused to
+    start in the image test)."""
+    from amrutam.settings import Settings
+
+    docs = render({})  # the chart's defaults: production, with the Secret its Job writes
+    secret = {
+        k: base64.b64decode(v).decode()
+        for k, v in named(docs, "Secret", "amrutam-env")["data"].items()
+    }
+    config = named(docs, "ConfigMap", "amrutam-env")["data"]
+    api = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-api"))
+    (container,) = api["spec"]["template"]["spec"]["containers"]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env |= config
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            env[item["name"]] = secret[item["valueFrom"]["secretKeyRef"]["key"]]
+    for name in [n for n in os.environ if n.startswith("AMRUTAM_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.environment == "production"
+    assert settings.mfa_required
 
 
 def test_the_ingress_publishes_the_api_but_not_metrics_or_probes() -> None:

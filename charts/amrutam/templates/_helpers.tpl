@@ -48,7 +48,7 @@ app.kubernetes.io/component: {{ .component }}
 (which may bypass the append-only audit trail's privileges) or role passwords. */}}
 {{- define "amrutam.apiSecretEnv" -}}
 {{- $secret := include "amrutam.secretName" . }}
-{{- range list "AMRUTAM_DATABASE_URL" "AMRUTAM_REDIS_URL" "AMRUTAM_JWT_SECRET" "AMRUTAM_AUDIT_SIGNING_KEY" }}
+{{- range list "AMRUTAM_DATABASE_URL" "AMRUTAM_REDIS_URL" "AMRUTAM_JWT_SECRET" "AMRUTAM_AUDIT_SIGNING_KEY" "AMRUTAM_MFA_ENCRYPTION_KEY" }}
 - name: {{ . }}
   valueFrom:
     secretKeyRef: {name: {{ $secret }}, key: {{ . }}}
