@@ -6,7 +6,9 @@ that keeps them first, and a remote-control ``cancel_consumer`` for every queue 
 consumes. The drain's state lives on the pod, in the ``DRAINING`` annotation (the policy,
 when it began, the queues to give back), so an operator restart finds it and goes on,
 and a suspended or deleted policy gives the queues back. A running worker is idle when
-it reports no active and no reserved task; one that does not answer counts as busy.
+it reports no active and no reserved task; one that does not answer counts as busy. A
+task waiting for its ETA (a retry's countdown) does not hold a drain: the worker gives
+it back to the queue when it stops (kombu restores unacknowledged messages at shutdown).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import pytest
 import pytest_asyncio
 import redis
@@ -26,6 +27,7 @@ from amrutam_operator.replicaset import DELETION_COST, active, removal_order
 from celery import Celery
 
 from amrutam.dev.servers import RedisServer, free_port
+from tests.factories import pg_dsn
 from tests.operator.conftest import Cluster, condition, eventually
 from tests.operator.test_scaling import deployment, enqueue, policy, scaled
 from tests.workers.conftest import Worker, worker_env
@@ -60,7 +62,11 @@ def workers(database_url: str, broker_url: str) -> Iterator[dict[str, Worker]]:
 
 
 def start_worker(running: dict[str, Worker], database_url: str, broker_url: str, pod: str) -> None:
-    env = worker_env(database_url, broker_url, free_port())
+    # No statement timeout: a task held up on purpose (``a_task_running``) must not fail.
+    env = {
+        **worker_env(database_url, broker_url, free_port()),
+        "AMRUTAM_DB_STATEMENT_TIMEOUT_MS": "0",
+    }
     running[pod] = Worker(env, node=f"celery@{pod}").start()
 
 
@@ -72,13 +78,25 @@ def consumed(broker_url: str, pod: str) -> list[str] | None:
     return sorted(q["name"] for q in found[f"celery@{pod}"])
 
 
-async def hold_a_task(broker_url: str) -> None:
-    """A task the worker reserves until its ETA: the worker is busy meanwhile (waits
-    until it has taken it, or a drain could begin before and find it idle)."""
-    Celery("tests", broker=broker_url).send_task(
-        "workers.tasks.mark_no_shows", queue="maintenance", countdown=120
-    )
-    await eventually(lambda: redis.Redis.from_url(broker_url).hlen("unacked") >= 1)
+@contextlib.asynccontextmanager
+async def a_task_running(broker_url: str, database_url: str, pod: str) -> AsyncIterator[None]:
+    """The worker of ``pod`` runs a task (it reports it active) until the block ends: the
+    task waits for a lock the test holds. (A task waiting for its ETA would not do: it
+    is neither active nor reserved, and goes back to the queue when its worker stops.)"""
+    holder = await asyncpg.connect(pg_dsn(database_url))
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE appointments IN SHARE MODE")
+            Celery("tests", broker=broker_url).send_task(
+                "workers.tasks.mark_no_shows", queue="maintenance"
+            )
+            inspect = Celery("tests", broker=broker_url).control.inspect(
+                destination=[f"celery@{pod}"], timeout=2
+            )
+            await eventually(lambda: (inspect.active() or {}).get(f"celery@{pod}"))
+            yield
+    finally:
+        await holder.close()
 
 
 def pods_of(cluster: Cluster, app: str) -> list[dict[str, Any]]:
@@ -250,25 +268,46 @@ async def test_restart_mid_drain_finishes_the_drain_it_finds(
     assert DRAINING not in annotations(cluster, f"{app}-new")
 
 
+async def test_a_task_waiting_for_its_eta_does_not_hold_a_drain_and_is_not_lost(
+    cluster: Cluster, broker_url: str, database_url: str, workers: dict[str, Worker]
+) -> None:
+    """A retry's countdown can last minutes: the drain does not wait for it, because the
+    worker stopping (SIGTERM, as from its kubelet) puts it back in its queue."""
+    app = "wk-eta"
+    start_worker(workers, database_url, broker_url, f"{app}-new")
+    Celery("tests", broker=broker_url).send_task(
+        "workers.tasks.mark_no_shows", queue="maintenance", countdown=300
+    )
+    broker = redis.Redis.from_url(broker_url)
+    await eventually(lambda: broker.hlen("unacked") == 1)  # the worker holds it
+    await cluster.secret(f"redis-{app}", url=broker_url)
+    await two_pods(cluster, app)
+    await cluster.apply("scalingpolicies", app, draining_policy(app))
+    await eventually(lambda: cluster.replicas(app) == 1)
+
+    workers[f"{app}-new"].stop()
+    assert (broker.llen("maintenance"), broker.hlen("unacked")) == (1, 0)
+
+
 @pytest.mark.parametrize("how", ["suspend", "delete"])
 async def test_a_drain_is_given_back_when_the_policy_is_suspended_or_deleted(
     cluster: Cluster, broker_url: str, database_url: str, workers: dict[str, Worker], how: str
 ) -> None:
     app = f"wk-{how}"
     start_worker(workers, database_url, broker_url, f"{app}-new")
-    await hold_a_task(broker_url)  # the worker is busy: the drain holds
-    await cluster.secret(f"redis-{app}", url=broker_url)
-    await two_pods(cluster, app)
-    spec = draining_policy(app)
-    await cluster.apply("scalingpolicies", app, spec)
-    await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"))
-    await eventually(lambda: consumed(broker_url, f"{app}-new") == [])
+    async with a_task_running(broker_url, database_url, f"{app}-new"):  # the drain holds
+        await cluster.secret(f"redis-{app}", url=broker_url)
+        await two_pods(cluster, app)
+        spec = draining_policy(app)
+        await cluster.apply("scalingpolicies", app, spec)
+        await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"))
+        await eventually(lambda: consumed(broker_url, f"{app}-new") == [])
 
-    if how == "suspend":
-        await cluster.apply("scalingpolicies", app, {**spec, "suspend": True})
-    else:
-        await cluster.delete("scalingpolicies", app)
-    await eventually(lambda: DRAINING not in annotations(cluster, f"{app}-new"))
+        if how == "suspend":
+            await cluster.apply("scalingpolicies", app, {**spec, "suspend": True})
+        else:
+            await cluster.delete("scalingpolicies", app)
+        await eventually(lambda: DRAINING not in annotations(cluster, f"{app}-new"))
     assert DELETION_COST not in annotations(cluster, f"{app}-new")
     queues = await eventually(lambda: consumed(broker_url, f"{app}-new"))
     assert queues == ["default", "maintenance", "notifications"]
@@ -282,20 +321,20 @@ async def test_a_pod_turning_unready_mid_drain_is_not_replaced_by_the_drained_on
     would remove that (busy, undrained) worker and keep the drained one idle forever."""
     app = "wk-unready"
     start_worker(workers, database_url, broker_url, f"{app}-new")
-    await hold_a_task(broker_url)  # the drain of the new pod holds while it runs
-    await cluster.secret(f"redis-{app}", url=broker_url)
-    await two_pods(cluster, app)
-    await cluster.apply("scalingpolicies", app, draining_policy(app))
-    await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"))
-    unready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
-    await cluster.patch("v1", "pods", f"{app}-old", unready)
+    async with a_task_running(broker_url, database_url, f"{app}-new"):  # the drain holds
+        await cluster.secret(f"redis-{app}", url=broker_url)
+        await two_pods(cluster, app)
+        await cluster.apply("scalingpolicies", app, draining_policy(app))
+        await eventually(lambda: DRAINING in annotations(cluster, f"{app}-new"))
+        unready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+        await cluster.patch("v1", "pods", f"{app}-old", unready)
 
-    # The drain of the new pod is given back, and the unready one is drained instead.
-    await eventually(lambda: DRAINING in annotations(cluster, f"{app}-old"))
-    assert DRAINING not in annotations(cluster, f"{app}-new")
-    queues = await eventually(lambda: consumed(broker_url, f"{app}-new"))
-    assert "notifications" in queues
-    assert cluster.replicas(app) == 2  # nothing was scaled on the stale choice
+        # The drain of the new pod is given back, and the unready one is drained instead.
+        await eventually(lambda: DRAINING in annotations(cluster, f"{app}-old"))
+        assert DRAINING not in annotations(cluster, f"{app}-new")
+        queues = await eventually(lambda: consumed(broker_url, f"{app}-new"))
+        assert "notifications" in queues
+        assert cluster.replicas(app) == 2  # nothing was scaled on the stale choice
 
 
 async def test_another_autoscaler_of_the_target_is_reported_not_fought(
