@@ -94,6 +94,7 @@ class Keyset:
     key: str = "id"  # the SQL tie-breaker column
     value_field: str | None = None  # the row's field holding the sort value (default: column)
     key_field: str = "id"  # the row's field holding the tie-breaker
+    key_kind: Callable[[str], Any] = uuid.UUID  # how the cursor's tie-breaker is read back
 
     def _after(self, cursor: str | None, p: Params) -> list[str]:
         """The condition for rows after the cursor (none for the first page)."""
@@ -103,7 +104,7 @@ class Keyset:
         if not isinstance(value, str) or not isinstance(last_id, str):
             raise invalid_cursor()
         try:
-            typed, last = _PARSERS[self.kind](value), uuid.UUID(last_id)
+            typed, last = _PARSERS[self.kind](value), self.key_kind(last_id)
         except (ValueError, ArithmeticError, InvalidOperation) as exc:
             raise invalid_cursor() from exc
         op = "<" if self.descending else ">"

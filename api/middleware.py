@@ -56,8 +56,10 @@ def install(app: Sanic[Any, Any]) -> None:
     @app.before_server_start
     async def _mark_cached_reads(app: Sanic[Any, Any]) -> None:
         for route in app.router.routes:
-            promise = getattr(route.handler, "contract", None)
-            if promise is not None and promise.cached and route.methods <= {"GET", "HEAD"}:
+            # A /v1 route's contract or a /fhir/R4 route's interaction says so.
+            marks = (getattr(route.handler, name, None) for name in ("contract", "fhir"))
+            cached = any(getattr(mark, "cached", False) for mark in marks)
+            if cached and route.methods <= {"GET", "HEAD"}:
                 route.ctx.cached_read = True
                 route.handler = settles_rate_limit_after(route.handler)
 

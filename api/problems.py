@@ -17,6 +17,7 @@ from sanic.handlers import ErrorHandler
 from amrutam import errors
 from amrutam.infra.db import is_outage
 from amrutam.infra.logs import get_logger
+from api.fhir import outcome as fhir_outcome
 
 log = get_logger("api.errors")
 
@@ -163,7 +164,10 @@ def _allowed_methods(request: Request) -> list[str]:
 class ProblemErrorHandler(ErrorHandler):
     def default(self, request: Request, exception: Exception) -> HTTPResponse:
         try:
-            return response_for(request, exception)
+            response = response_for(request, exception)
+            if request is not None and fhir_outcome.under_base(request.path):
+                return fhir_outcome.from_problem(response)
+            return response
         except Exception:  # the error handler itself must never fail
             log.exception("request.error_handler_failed", original=repr(exception))
             return problem(None, 500, "an unexpected error occurred; it has been logged")

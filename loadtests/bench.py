@@ -249,6 +249,16 @@ def _summary(
         f"  booking endpoint / the same transaction in pgbench: {booking:.0f} / "
         f"{raw_tps:.0f} = {booking / raw_tps:.2f}"
     )
+    for twin, fhir in (
+        ("profile read", "fhir: Practitioner read"),
+        ("slot listing", "fhir: Slot search"),
+    ):
+        for level in sorted(by_level, reverse=True):
+            v1, ours = by_level[level][twin], by_level[level][fhir]
+            print(
+                f"  {fhir} beside /v1 {twin}, {level} connections: p95 {ours['p95_ms']:.2f} / "
+                f"{v1['p95_ms']:.2f} ms, {ours['rps']:.0f} / {v1['rps']:.0f} req/s"
+            )
     if lightest != busiest:
         light = by_level[lightest]
         for name in ("search, cached", "profile read"):
@@ -325,9 +335,17 @@ def main() -> None:
             ),
             "auth: me": (base, [f"GET /v1/auth/me {t}" for t in patient_tokens[:1000]]),
             "profile read": (base, [f"GET /v1/doctors/{d}" for d in data["doctors"]]),
+            "fhir: Practitioner read": (
+                base,
+                [f"GET /fhir/R4/Practitioner/{d}" for d in data["doctors"]],
+            ),
             "slot listing": (
                 base,
                 [f"GET /v1/doctors/{d}/slots?limit=20" for d in data["doctors"]],
+            ),
+            "fhir: Slot search": (
+                base,
+                [f"GET /fhir/R4/Slot?schedule=Schedule/{d}&_count=20" for d in data["doctors"]],
             ),
             # Every booking takes a slot never tried before.
             "booking, uncontended": (

@@ -1,13 +1,13 @@
 """The population of a telemedicine day, for Locust (traffic model: docs/performance.md).
 
-Patients (85 %) search, read profiles and slots, book with an Idempotency-Key (some
-hold the slot first, then book it or let it go), wait in line for a doctor's day, look
-at their appointments, sometimes cancel or reschedule; doctors (12 %) publish slots, read
-their schedule and run consultations with prescriptions; admins (3 %) query the audit
-trail. Doctors and admins log in with their second factor (a TOTP code, as their
-authenticator app shows it). Accounts come from ``amrutam seed --doctors N --patients M``
-(all share ``SCALE_PASSWORD``). Conflicts a real user meets (a slot someone else took:
-409, 429) count as answers, not errors.
+Patients (85 %) search, read profiles and slots (a few through /fhir/R4), book with an
+Idempotency-Key (some hold the slot first, then book it or let it go), wait in line for
+a doctor's day, look at their appointments, sometimes cancel or reschedule; doctors
+(12 %) publish slots, read their schedule and run consultations with prescriptions;
+admins (3 %) query the audit trail. Doctors and admins log in with their second factor
+(a TOTP code, as their authenticator app shows it). Accounts come from ``amrutam seed
+--doctors N --patients M`` (all share ``SCALE_PASSWORD``). Conflicts a real user meets
+(a slot someone else took: 409, 429) count as answers, not errors.
 """
 
 from __future__ import annotations
@@ -145,6 +145,18 @@ class Patient(_Signed):
             "/v1/doctors/{id}/slots",
             params={"limit": 20},
         )
+
+    # The same reads through the FHIR facade (an app built on FHIR, a health system's
+    # integration), a small share beside their /v1 twins.
+    @task(3)
+    def fhir_practitioner(self) -> None:
+        doctor = self._doctor()
+        self.call("GET", f"/fhir/R4/Practitioner/{doctor}", "/fhir/R4/Practitioner/{id}")
+
+    @task(3)
+    def fhir_slots(self) -> None:
+        params = {"schedule": f"Schedule/{self._doctor()}", "status": "free", "_count": 20}
+        self.call("GET", "/fhir/R4/Slot", "/fhir/R4/Slot?schedule=", params=params)
 
     def _open_slot(self) -> dict[str, Any] | None:
         listing = self.call(

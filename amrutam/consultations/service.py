@@ -17,7 +17,7 @@ import orjson
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.consultations.schemas import CompleteIn, PageQuery, PrescriptionIn
-from amrutam.errors import Conflict, InvalidInput, NotFound
+from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound
 from amrutam.infra.db import Database
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps, json_value
@@ -30,10 +30,27 @@ _PRESCRIPTION = "id, consultation_id, doctor_id, patient_id, items, notes, issue
 # How long an Idempotency-Key keeps its first answer (the HTTP contract's 24 hours).
 REPLAY_WINDOW = timedelta(hours=24)
 NEWEST_ISSUED = Keyset("issued_at", descending=True)
+# One row per prescription item, newest prescription first; the tie-breaker is the item's
+# own id, "<prescription id>-<item number>" (zero-padded, so that it sorts).
+_ITEM_KEY = "(p.id::text || '-' || lpad(i.n::text, 2, '0'))"
+NEWEST_ITEMS = Keyset(
+    "p.issued_at",
+    descending=True,
+    key=_ITEM_KEY,
+    value_field="issued_at",
+    key_field="item_key",
+    key_kind=str,
+)
 
 
 def _prescription(row: asyncpg.Record) -> dict[str, Any]:
     return {**dict(row), "items": json_value(row["items"])}
+
+
+def _item(row: asyncpg.Record) -> dict[str, Any]:
+    found = dict(row)
+    del found["item_key"]
+    return {**found, "item": json_value(row["item"])}
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,20 +248,63 @@ class Consultations:
         )
         return dumps(_prescription(row))
 
+    async def prescription_items(
+        self, actor: Actor, patient_id: uuid.UUID | None, query: PageQuery
+    ) -> bytes:
+        """A patient's prescription items one by one (each with its prescription's
+        fields, ``item`` and its number ``n``), newest first. A patient sees their own,
+        a doctor those they issued, an admin anyone's; the listing is audited."""
+        if actor.role not in ("doctor", "admin"):
+            if patient_id not in (None, actor.user_id):  # another patient's: none to see
+                return dumps({"items": [], "next_cursor": None})
+            patient_id = actor.user_id
+        elif patient_id is None:
+            raise InvalidInput("name the patient", [FieldError("patient", "required")])
+        p = Params()
+        where = [f"p.patient_id = {p(patient_id)}"]
+        if actor.role == "doctor":
+            where.append(f"p.doctor_id = {p(actor.user_id)}")
+        sql = NEWEST_ITEMS.select(
+            "p.id, p.consultation_id, p.doctor_id, p.patient_id, p.notes, p.issued_at, "
+            f"i.item, i.n, {_ITEM_KEY} AS item_key",
+            "prescriptions p CROSS JOIN LATERAL "
+            "jsonb_array_elements(p.items) WITH ORDINALITY AS i(item, n)",
+            where,
+            query.cursor,
+            query.limit,
+            p,
+        )
+        rows = await self._listed(actor, patient_id, sql, p.values, query.limit, "listed_items")
+        return dumps(NEWEST_ITEMS.page(rows, query.limit, item=_item))
+
     async def patient_prescriptions(self, actor: Actor, query: PageQuery) -> bytes:
         p = Params()
         where = [f"patient_id = {p(actor.user_id)}"]
         sql = NEWEST_ISSUED.select(
             _PRESCRIPTION, "prescriptions", where, query.cursor, query.limit, p
         )
+        rows = await self._listed(actor, actor.user_id, sql, p.values, query.limit, "listed")
+        return dumps(NEWEST_ISSUED.page(rows, query.limit, item=_prescription))
+
+    async def _listed(
+        self,
+        actor: Actor,
+        patient_id: uuid.UUID | None,
+        sql: str,
+        values: list[Any],
+        limit: int,
+        count_as: str,
+    ) -> list[asyncpg.Record]:
+        """A page of a patient's prescriptions, its read audited in the same transaction
+        (``count_as``: the detail field that says how many were listed)."""
         async with self._db.connection() as conn, conn.transaction():
-            rows = await conn.fetch(sql, *p.values)
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *values)
             await record(
                 conn,
                 actor,
                 Action.PRESCRIPTION_VIEWED,
                 "patient",
-                actor.user_id,
-                {"listed": len(rows[: query.limit])},
+                patient_id,
+                {count_as: len(rows[:limit])},
             )
-        return dumps(NEWEST_ISSUED.page(rows, query.limit, item=_prescription))
+        return rows

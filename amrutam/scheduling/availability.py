@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -140,22 +141,41 @@ class Availability:
     async def list_slots(
         self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
     ) -> bytes:
-        if query.status != "open" and (viewer is None or viewer.user_id != doctor_id):
+        statuses = None if query.status == "all" else (query.status,)
+        page = await self.slots(
+            doctor_id, statuses, query.from_, query.to, query.cursor, query.limit, viewer
+        )
+        return dumps(page)
+
+    async def slots(
+        self,
+        doctor_id: uuid.UUID,
+        statuses: tuple[str, ...] | None,
+        from_: datetime | None,
+        to: datetime | None,
+        cursor: str | None,
+        limit: int,
+        viewer: Principal | None,
+    ) -> dict[str, Any]:
+        """A page of the doctor's slots starting in ``from_`` (default now) .. ``to``,
+        earliest first, in the ``statuses`` they show (open, held, booked, blocked;
+        None: all). Anyone sees the open ones; only the doctor sees the others."""
+        if statuses != ("open",) and (viewer is None or viewer.user_id != doctor_id):
             raise PermissionDenied("only the doctor sees booked slots")
         p = Params()
-        where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(query.from_ or utcnow())}"]
-        if query.status == "open":  # bookable now: open and not held
+        where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(from_ or utcnow())}"]
+        if statuses == ("open",):  # bookable now: open and not held
             where.append(bookable("s"))
-        elif query.status != "all":
-            where.append(f"s.status = {p(query.status)}")
-        if query.to is not None:
-            where.append(f"starts_at < {p(query.to)}")
+        elif statuses is not None:
+            where.append(f"({SLOT_STATUS}) = ANY({p(list(statuses))}::text[])")
+        if to is not None:
+            where.append(f"starts_at < {p(to)}")
         sql = BY_START.select(
             f"id, doctor_id, starts_at, ends_at, {SLOT_STATUS} AS status",
             "availability_slots s",
             where,
-            query.cursor,
-            query.limit,
+            cursor,
+            limit,
             p,
         )
         async with self._db.connection() as conn:
@@ -164,7 +184,7 @@ class Availability:
                 "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
             ):
                 raise NotFound("no such doctor")
-        return dumps(BY_START.page(rows, query.limit))
+        return BY_START.page(rows, limit)
 
 
 async def touch_dates(cache: Cache, timezone: str, instants: Iterable[datetime]) -> None:

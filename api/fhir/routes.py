@@ -1,0 +1,463 @@
+"""/fhir/R4 routes: reads and searches through the ``/v1`` use cases.
+
+Each handler is marked with its ``Interaction`` (resource type, read or search, the
+search parameters); ``capability`` builds the CapabilityStatement from the routed
+handlers' marks, so it lists exactly what is served. Reads of the public directory
+(Practitioner, PractitionerRole, Schedule) come from the same Redis entries as
+``/v1/doctors`` and are invalidated by the same writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+import orjson
+from sanic import Blueprint, HTTPResponse, Request, Sanic
+
+from amrutam.audit.schemas import AuditQuery
+from amrutam.consultations.schemas import PageQuery
+from amrutam.doctors.schemas import SearchQuery
+from amrutam.errors import NotFound
+from amrutam.jsonutil import dumps
+from amrutam.scheduling.schemas import AppointmentQuery
+from api.fhir import resources
+from api.fhir.outcome import BASE, CONTENT_TYPE
+from api.fhir.resources import Resource
+from api.fhir.search import Param, Query, Range, base_url, next_link, read, self_link
+from api.guards import actor, require
+from api.middleware import services
+from api.problems import BadRequest
+from api.validation import validate
+
+bp = Blueprint("fhir", url_prefix=BASE)
+
+Handler = Callable[..., Awaitable[HTTPResponse]]
+
+
+@dataclass(frozen=True)
+class Interaction:
+    resource: str
+    kind: Literal["read", "search-type"]
+    params: Mapping[str, Param] = field(default_factory=dict)
+    cached: bool = False  # answered from the /v1 cache: the rate-limit hit rides on it
+
+
+def interaction(
+    resource: str,
+    kind: Literal["read", "search-type"],
+    params: Mapping[str, Param] | None = None,
+    *,
+    cached: bool = False,
+) -> Callable[[Handler], Handler]:
+    def mark(handler: Handler) -> Handler:
+        handler.__dict__["fhir"] = Interaction(resource, kind, params or {}, cached)
+        return handler
+
+    return mark
+
+
+# -- responses ---------------------------------------------------------------------
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    return HTTPResponse(body, status=status, headers=headers, content_type=CONTENT_TYPE)
+
+
+def _representation(resource: Resource) -> tuple[bytes, dict[str, str]]:
+    """A resource's body and validators: a weak ETag of its content, and Last-Modified
+    where the record has a time of change."""
+    body = dumps(resource)
+    headers = {"ETag": f'W/"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'}
+    updated = (resource.get("meta") or {}).get("lastUpdated")
+    if updated:
+        instant = datetime.fromisoformat(updated).astimezone(UTC)
+        headers["Last-Modified"] = format_datetime(instant, usegmt=True)
+    return body, headers
+
+
+def _answer(request: Request, body: bytes, headers: dict[str, str]) -> HTTPResponse:
+    """One resource; ``If-None-Match`` with its ETag gets 304."""
+    if headers["ETag"] in request.headers.get("if-none-match", ""):
+        return HTTPResponse(status=304, headers=dict(headers))
+    return _json(body, headers=dict(headers))
+
+
+def _read(request: Request, resource: Resource) -> HTTPResponse:
+    return _answer(request, *_representation(resource))
+
+
+def _bundle(
+    request: Request, query: Query, found: list[Resource], next_cursor: str | None
+) -> HTTPResponse:
+    """A searchset; ``total`` when the whole result is on this first page."""
+    base = base_url(request)
+    links = [{"relation": "self", "url": self_link(request)}]
+    if next_cursor:
+        links.append({"relation": "next", "url": next_link(request, next_cursor)})
+    bundle: Resource = {"resourceType": "Bundle", "type": "searchset"}
+    if next_cursor is None and query.cursor is None:
+        bundle["total"] = len(found)
+    bundle["link"] = links
+    bundle["entry"] = [
+        {
+            "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+            "resource": r,
+            "search": {"mode": "match"},
+        }
+        for r in found
+    ]
+    return _json(dumps(bundle))
+
+
+def _id(text: str, kind: str) -> uuid.UUID:
+    found = resources.our_id(text)
+    if found is None:
+        raise NotFound(f"no such {kind}")
+    return found
+
+
+def _bounds(query: Query, name: str) -> Range:
+    found: Range | None = query.get(name)
+    return found or Range()
+
+
+# -- the directory: Practitioner, PractitionerRole, Schedule -------------------------
+
+PRACTITIONER = Param("reference", "The practitioner (doctor)", "Practitioner")
+SPECIALTY = Param("token", "The doctor's specialty (one code)")
+DIRECTORY_PARAMS = {"practitioner": PRACTITIONER, "specialty": SPECIALTY}
+SCHEDULE_PARAMS = {
+    "actor": Param("reference", "The practitioner whose schedule", "Practitioner"),
+    "specialty": SPECIALTY,
+}
+
+
+async def _doctors(
+    request: Request, query: Query, doctor_id: uuid.UUID | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Profiles matching the directory parameters, one page (and the next cursor)."""
+    code = None
+    if query.get("specialty") is not None:
+        system, codes = query.get("specialty")
+        if system not in (None, "", resources.SPECIALTY_SYSTEM):
+            return [], None
+        if len(codes) > 1:
+            raise BadRequest("specialty takes one code")
+        code = codes[0]
+    search = validate(
+        SearchQuery, {"specialty": code, "limit": query.count, "cursor": query.cursor}
+    )
+    if doctor_id is not None:
+        try:
+            profile = orjson.loads(await services(request).doctors.profile(doctor_id))
+        except NotFound:
+            return [], None
+        same = search.specialty in (None, profile["specialty"])
+        return ([profile] if same else []), None
+    page = orjson.loads(await services(request).doctors.search(search))
+    return page["items"], page["next_cursor"]
+
+
+_DIRECTORY = {
+    "Practitioner": resources.practitioner,
+    "PractitionerRole": resources.practitioner_role,
+    "Schedule": resources.schedule,
+}
+
+
+@lru_cache(maxsize=4096)
+def _directory(kind: str, profile: bytes) -> tuple[bytes, dict[str, str]]:
+    """A doctor's resource from the profile's cached JSON. Keyed by that JSON itself: a
+    changed profile is another entry, so invalidation stays the profile cache's."""
+    return _representation(_DIRECTORY[kind](orjson.loads(profile)))
+
+
+async def _directory_read(request: Request, kind: str, id_: str) -> HTTPResponse:
+    profile = await services(request).doctors.profile(_id(id_, kind))
+    return _answer(request, *_directory(kind, profile))
+
+
+@bp.get("/Practitioner/<id_:str>")
+@interaction("Practitioner", "read", cached=True)
+async def read_practitioner(request: Request, id_: str) -> HTTPResponse:
+    return await _directory_read(request, "Practitioner", id_)
+
+
+@bp.get("/PractitionerRole/<id_:str>")
+@interaction("PractitionerRole", "read", cached=True)
+async def read_practitioner_role(request: Request, id_: str) -> HTTPResponse:
+    return await _directory_read(request, "PractitionerRole", id_)
+
+
+@bp.get("/PractitionerRole")
+@interaction("PractitionerRole", "search-type", DIRECTORY_PARAMS, cached=True)
+async def search_practitioner_roles(request: Request) -> HTTPResponse:
+    query = read(request, DIRECTORY_PARAMS)
+    profiles, next_cursor = await _doctors(request, query, query.get("practitioner"))
+    return _bundle(request, query, [resources.practitioner_role(p) for p in profiles], next_cursor)
+
+
+@bp.get("/Schedule/<id_:str>")
+@interaction("Schedule", "read", cached=True)
+async def read_schedule(request: Request, id_: str) -> HTTPResponse:
+    return await _directory_read(request, "Schedule", id_)
+
+
+@bp.get("/Schedule")
+@interaction("Schedule", "search-type", SCHEDULE_PARAMS, cached=True)
+async def search_schedules(request: Request) -> HTTPResponse:
+    query = read(request, SCHEDULE_PARAMS)
+    profiles, next_cursor = await _doctors(request, query, query.get("actor"))
+    return _bundle(request, query, [resources.schedule(p) for p in profiles], next_cursor)
+
+
+# -- Slot --------------------------------------------------------------------------
+
+SLOT_PARAMS = {
+    "schedule": Param("reference", "The schedule (required): Schedule/<doctor id>", "Schedule"),
+    "status": Param("token", "free, busy-tentative (held), busy (booked), busy-unavailable"),
+    "start": Param(
+        "date", "When the slot starts (ge, gt, le, lt, eq; twice for a window)", None, True
+    ),
+}
+_SLOT_STATUSES = {fhir: ours for ours, fhir in resources.SLOT_STATUS.items()}
+
+
+@bp.get("/Slot")
+@interaction("Slot", "search-type", SLOT_PARAMS)
+async def search_slots(request: Request) -> HTTPResponse:
+    """Without ``status``: every slot for its doctor, the free ones for anyone else
+    (as ``/v1``: only the doctor sees booked and held slots)."""
+    query = read(request, SLOT_PARAMS)
+    doctor_id = query.get("schedule")
+    if doctor_id is None:
+        raise BadRequest("name the schedule: Slot?schedule=Schedule/<id>")
+    viewer = getattr(request.ctx, "principal", None)
+    statuses: tuple[str, ...] | None
+    if query.get("status") is not None:
+        statuses = tuple(_SLOT_STATUSES[c] for c in query.get("status")[1] if c in _SLOT_STATUSES)
+        if not statuses:
+            return _bundle(request, query, [], None)
+    else:
+        statuses = None if viewer is not None and viewer.user_id == doctor_id else ("open",)
+    window = _bounds(query, "start")
+    page = await services(request).availability.slots(
+        doctor_id, statuses, window.lower, window.upper, query.cursor, query.count, viewer
+    )
+    found = [resources.slot(row) for row in page["items"]]
+    return _bundle(request, query, found, page["next_cursor"])
+
+
+# -- Appointment, Encounter, MedicationRequest ----------------------------------------
+
+APPOINTMENT_PARAMS = {
+    "patient": Param("reference", "The patient", "Patient"),
+    "practitioner": PRACTITIONER,
+    "date": Param("date", "When the appointment starts", None, True),
+    "status": Param("token", "booked, cancelled, fulfilled or noshow (one code)"),
+}
+_APPOINTMENT_STATUSES = {fhir: ours for ours, fhir in resources.APPOINTMENT_STATUS.items()}
+MEDICATION_REQUEST_PARAMS = {"patient": Param("reference", "The patient", "Patient")}
+
+
+@bp.get("/Appointment/<id_:str>")
+@interaction("Appointment", "read")
+@require()
+async def read_appointment(request: Request, id_: str) -> HTTPResponse:
+    body = await services(request).scheduling.appointment(actor(request), _id(id_, "appointment"))
+    return _read(request, resources.appointment(orjson.loads(body)))
+
+
+@bp.get("/Appointment")
+@interaction("Appointment", "search-type", APPOINTMENT_PARAMS)
+@require()
+async def search_appointments(request: Request) -> HTTPResponse:
+    query = read(request, APPOINTMENT_PARAMS)
+    status = None
+    if query.get("status") is not None:
+        codes = query.get("status")[1]
+        if len(codes) > 1:
+            raise BadRequest("status takes one code")
+        if codes[0] not in _APPOINTMENT_STATUSES:
+            return _bundle(request, query, [], None)
+        status = _APPOINTMENT_STATUSES[codes[0]]
+    window = _bounds(query, "date")
+    listing = validate(
+        AppointmentQuery,
+        {
+            "status": status,
+            "from": window.lower,
+            "to": window.upper,
+            "limit": query.count,
+            "cursor": query.cursor,
+        },
+    )
+    body = await services(request).scheduling.appointments(
+        actor(request),
+        listing,
+        patient_id=query.get("patient"),
+        doctor_id=query.get("practitioner"),
+    )
+    page = orjson.loads(body)
+    found = [resources.appointment(row) for row in page["items"]]
+    return _bundle(request, query, found, page["next_cursor"])
+
+
+@bp.get("/Encounter/<id_:str>")
+@interaction("Encounter", "read")
+@require()
+async def read_encounter(request: Request, id_: str) -> HTTPResponse:
+    body = await services(request).consultations.get(actor(request), _id(id_, "encounter"))
+    return _read(request, resources.encounter(orjson.loads(body)))
+
+
+@bp.get("/MedicationRequest/<id_:str>")
+@interaction("MedicationRequest", "read")
+@require()
+async def read_medication_request(request: Request, id_: str) -> HTTPResponse:
+    named = resources.parse_medication_request_id(id_)
+    if named is None:
+        raise NotFound("no such medication request")
+    prescription_id, n = named
+    body = await services(request).consultations.prescription(actor(request), prescription_id)
+    prescription = orjson.loads(body)
+    if n > len(prescription["items"]):
+        raise NotFound("no such medication request")
+    item = prescription["items"][n - 1]
+    return _read(request, resources.medication_request(prescription, item, n))
+
+
+@bp.get("/MedicationRequest")
+@interaction("MedicationRequest", "search-type", MEDICATION_REQUEST_PARAMS)
+@require()
+async def search_medication_requests(request: Request) -> HTTPResponse:
+    query = read(request, MEDICATION_REQUEST_PARAMS)
+    paging = validate(PageQuery, {"limit": query.count, "cursor": query.cursor})
+    body = await services(request).consultations.prescription_items(
+        actor(request), query.get("patient"), paging
+    )
+    page = orjson.loads(body)
+    found = [resources.medication_request(row, row["item"], row["n"]) for row in page["items"]]
+    return _bundle(request, query, found, page["next_cursor"])
+
+
+# -- AuditEvent (admins) -------------------------------------------------------------
+
+AUDIT_PARAMS = {
+    "date": Param("date", "When it was recorded", None, True),
+    "agent": Param("reference", "Who did it: Practitioner/<id>, Patient/<id> or <id>"),
+    "entity": Param(
+        "reference", "What it touched: Appointment/<id>, Encounter/<id>, ...", typed=True
+    ),
+}
+# A reference's type as the audit trail names the entity.
+_ENTITY_TYPES = {
+    **{fhir: ours for ours, fhir in resources.ENTITY_TYPES.items()},
+    "MedicationRequest": "prescription",
+}
+
+
+@bp.get("/AuditEvent")
+@interaction("AuditEvent", "search-type", AUDIT_PARAMS)
+@require("admin")
+async def search_audit_events(request: Request) -> HTTPResponse:
+    query = read(request, AUDIT_PARAMS)
+    entity_type = entity_id = None
+    if query.get("entity") is not None:
+        kind, entity_id = query.get("entity")
+        if kind not in _ENTITY_TYPES:
+            raise BadRequest(f"entity: the types are {', '.join(sorted(_ENTITY_TYPES))}")
+        entity_type = _ENTITY_TYPES[kind]
+        if kind == "MedicationRequest":
+            named = resources.parse_medication_request_id(entity_id)
+            entity_id = str(named[0]) if named else entity_id
+    window = _bounds(query, "date")
+    search = validate(
+        AuditQuery,
+        {
+            "actor_id": query.get("agent"),
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "from": window.lower,
+            "to": window.upper,
+            "limit": query.count,
+            "cursor": query.cursor,
+        },
+    )
+    page = orjson.loads(await services(request).audit.search(actor(request), search))
+    found = [resources.audit_event(row) for row in page["items"]]
+    return _bundle(request, query, found, page["next_cursor"])
+
+
+# -- CapabilityStatement ---------------------------------------------------------------
+
+
+@bp.get("/metadata")
+async def metadata(request: Request) -> HTTPResponse:
+    return _json(request.app.ctx.fhir_capability)
+
+
+def capability(app: Sanic[Any, Any], version: str) -> bytes:
+    """What the router serves under /fhir/R4, as a CapabilityStatement."""
+    by_type: dict[str, list[Interaction]] = {}
+    for route in app.router.routes:
+        mark: Interaction | None = getattr(route.handler, "fhir", None)
+        if mark is not None:
+            by_type.setdefault(mark.resource, []).append(mark)
+    described = []
+    for kind in sorted(by_type):
+        marks = by_type[kind]
+        entry: Resource = {
+            "type": kind,
+            "interaction": [{"code": m.kind} for m in sorted(marks, key=lambda m: m.kind)],
+            "versioning": "no-version",
+            "readHistory": False,
+            "updateCreate": False,
+        }
+        params = {name: p for m in marks for name, p in m.params.items()}
+        if params:
+            entry["searchParam"] = [
+                {"name": name, "type": p.kind, "documentation": p.doc}
+                for name, p in sorted(params.items())
+            ]
+        described.append(entry)
+    statement = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(UTC).isoformat(),
+        "publisher": "Amrutam",
+        "kind": "instance",
+        "software": {"name": "Amrutam", "version": version},
+        "implementation": {"description": "Amrutam FHIR R4 read facade"},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": "Searches page with _count (at most 100) and the next link.",
+                "security": {
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/"
+                                    "restful-security-service",
+                                    "code": "OAuth",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Bearer access tokens from POST /v1/auth/login, as /v1.",
+                },
+                "resource": described,
+            }
+        ],
+    }
+    return orjson.dumps(statement)
