@@ -181,9 +181,10 @@ def parse_medication_request_id(text: str) -> tuple[uuid.UUID, int] | None:
     """The prescription and item number a MedicationRequest id names (None: no such id)."""
     head, _, tail = text.rpartition("-")
     prescription_id = our_id(head)
-    if prescription_id is None or not tail.isdigit() or tail != str(int(tail)) or tail == "0":
-        return None
-    return prescription_id, int(tail)
+    # ASCII digits only (str.isdigit() also takes "²", which int() refuses), and no
+    # leading zero: one spelling per item, numbered from 1.
+    digits = tail.isascii() and tail.isdigit() and not tail.startswith("0")
+    return (prescription_id, int(tail)) if prescription_id is not None and digits else None
 
 
 def medication_request(prescription: dict[str, Any], item: dict[str, Any], n: int) -> Resource:

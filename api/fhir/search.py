@@ -97,7 +97,7 @@ def _paging(query: Query, name: str, given: list[str]) -> None:
         raise BadRequest(f"give {name} once")
     value = given[0]
     if name == "_count":
-        if not value.isdigit() or int(value) < 1:
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
             raise BadRequest("_count is a whole number from 1")
         query.count = min(int(value), MAX_LIMIT)
     elif name == "_cursor":

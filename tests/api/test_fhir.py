@@ -303,6 +303,7 @@ async def test_every_error_is_an_operation_outcome(client: httpx.AsyncClient) ->
         (f"{FHIR}/Slot?schedule=Practitioner/{doctor['id']}", 400, "invalid"),
         (f"{FHIR}/Slot?schedule=Schedule/nope", 400, "invalid"),
         (f"{FHIR}/Slot?schedule={schedule}&_count=abc", 400, "invalid"),
+        (f"{FHIR}/Slot?schedule={schedule}&_count=²", 400, "invalid"),
         (f"{FHIR}/Slot?schedule={schedule}&_format=xml", 400, "invalid"),
         (f"{FHIR}/Slot", 400, "invalid"),
         (f"{FHIR}/Slot?schedule={schedule}&_cursor=not-a-cursor", 422, "processing"),
@@ -322,5 +323,9 @@ async def test_every_error_is_an_operation_outcome(client: httpx.AsyncClient) ->
     assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
     outcome(await client.post(f"{FHIR}/Slot", json={}), 405, "not-supported")
     patient = await register(client)
-    for path in (f"{FHIR}/MedicationRequest/x-1", f"{FHIR}/MedicationRequest/{uuid.uuid4()}-01"):
+    for path in (
+        f"{FHIR}/MedicationRequest/x-1",
+        f"{FHIR}/MedicationRequest/{uuid.uuid4()}-01",
+        f"{FHIR}/MedicationRequest/{uuid.uuid4()}-²",
+    ):
         outcome(await client.get(path, headers=bearer(patient)), 404, "not-found")

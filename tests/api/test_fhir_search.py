@@ -91,5 +91,6 @@ def test_tokens_give_their_system_and_codes() -> None:
 def test_a_medication_request_has_one_id() -> None:
     some = uuid.uuid4()
     assert parse_medication_request_id(f"{some}-2") == (some, 2)
-    for other in (f"{some}-02", f"{some}-0", f"{some}--1", f"{some}", "x-1", f"{some}-1.5"):
+    others = (f"{some}-02", f"{some}-0", f"{some}--1", f"{some}", "x-1", f"{some}-1.5")
+    for other in (*others, f"{some}-²", f"{some}-٣"):
         assert parse_medication_request_id(other) is None
