@@ -1,6 +1,7 @@
 """The platform's records as FHIR R4 resources (plain dicts, ready for orjson).
 
-The inputs are the JSON the core serves to ``/v1`` (ids and instants as strings). A
+The inputs are the records the core serves to ``/v1`` (ids and instants as strings, or
+as the UUIDs and datetimes the JSON encoder writes the same way). A
 doctor is a ``Practitioner``, their one ``PractitionerRole`` and their one ``Schedule``,
 all three under the doctor's id; a consultation is an ``Encounter``; each item of a
 prescription is a ``MedicationRequest`` named ``<prescription id>-<item number>``.

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 from sanic import Request
 
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from api.fhir.outcome import BASE
 from api.fhir.resources import our_id
 from api.problems import BadRequest
 
@@ -214,13 +215,13 @@ def next_link(request: Request, cursor: str) -> str:
     """This search again, from ``cursor`` on."""
     args = [(k, v) for k, vs in request.get_args(keep_blank_values=True).items() for v in vs]
     args = [(k, v) for k, v in args if k != "_cursor"] + [("_cursor", cursor)]
-    return f"{base_url(request)}{request.path[len('/fhir/R4') :]}?{urlencode(args)}"
+    return f"{base_url(request)}{request.path[len(BASE) :]}?{urlencode(args)}"
 
 
 def self_link(request: Request) -> str:
     query = f"?{request.query_string}" if request.query_string else ""
-    return f"{base_url(request)}{request.path[len('/fhir/R4') :]}{query}"
+    return f"{base_url(request)}{request.path[len(BASE) :]}{query}"
 
 
 def base_url(request: Request) -> str:
-    return f"{request.scheme}://{request.host}/fhir/R4"
+    return f"{request.scheme}://{request.host}{BASE}"
