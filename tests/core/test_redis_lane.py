@@ -1,0 +1,117 @@
+"""Commands run on connections the client keeps to itself (the lane), without the pool's
+per-command poll: a reply is only ever read by the caller that sent its command,
+whatever happened to the caller before it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.exceptions import ConnectionError, TimeoutError
+
+from amrutam.dev.servers import RedisServer, free_port
+from amrutam.infra.redis_client import Lane, Redis
+
+# Echoes its argument after spinning for ARGV[2] milliseconds of Redis' own time.
+_ECHO = """
+local start = redis.call('TIME')
+local stop = start[1] * 1000 + math.floor(start[2] / 1000) + tonumber(ARGV[2])
+while true do
+  local now = redis.call('TIME')
+  if now[1] * 1000 + math.floor(now[2] / 1000) >= stop then break end
+end
+return ARGV[1]
+"""
+
+
+@pytest.fixture(scope="module")
+def lane_redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(workdir / "redis-lane", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def client(lane_redis: RedisServer) -> AsyncIterator[Redis]:
+    redis = Redis.from_url(lane_redis.url(), socket_timeout=1.0, socket_connect_timeout=1.0)
+    yield redis
+    await redis.aclose()
+
+
+async def test_commands_answer_as_through_the_pool(client: Redis) -> None:
+    key = f"lane:{free_port()}"
+    assert await client.set(key, b"v", nx=True, px=10_000) is True
+    assert await client.set(key, b"w", nx=True, px=10_000) is None
+    assert await client.get(key) == b"v"
+    assert await client.incr(key + ":n") == 1
+    assert await client.hset(key + ":h", mapping={"a": "1"}) == 1  # type: ignore[misc]
+    assert await client.hgetall(key + ":h") == {b"a": b"1"}  # type: ignore[misc]
+    script = client.register_script(_ECHO)
+    assert await script(args=[b"one", 0]) == b"one"
+    assert await client.execute_command("EVALSHA", script.sha, 0, b"one", 0) == b"one"
+    await client.script_flush()  # as after a Redis restart: the script is loaded again
+    assert await script(args=[b"two", 0]) == b"two"
+
+
+async def test_a_caller_cancelled_before_its_reply_leaves_nothing_for_the_next(
+    client: Redis,
+) -> None:
+    client.lane = Lane(client.connection_pool, size=1)  # the next caller gets its socket
+    script = client.register_script(_ECHO)
+    slow = asyncio.create_task(script(args=[b"slow", 300]))
+    await asyncio.sleep(0.1)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert await script(args=[b"fast", 0]) == b"fast"
+
+
+async def test_a_reply_that_came_too_late_is_not_read_by_the_next_caller(
+    lane_redis: RedisServer, client: Redis
+) -> None:
+    client.lane = Lane(client.connection_pool, size=1)
+    script = client.register_script(_ECHO)
+    assert await script(args=[b"warm", 0]) == b"warm"
+    pid = int(lane_redis.pidfile.read_text())
+    os.kill(pid, signal.SIGSTOP)  # Redis hangs: the call times out, its reply comes later
+    try:
+        with pytest.raises(TimeoutError):
+            await script(args=[b"late", 0])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert await script(args=[b"mine", 0]) == b"mine"
+
+
+async def test_a_connection_redis_closed_is_connected_anew_and_nothing_is_sent_twice(
+    lane_redis: RedisServer, client: Redis
+) -> None:
+    client.lane = Lane(client.connection_pool, size=1)
+    counter = client.register_script("return redis.call('INCR', KEYS[1])")
+    key = f"lane-count:{free_port()}"
+    assert await counter(keys=[key]) == 1
+    admin = Redis.from_url(lane_redis.url())
+    try:
+        # Closed right after a use: the send goes out and its failure is the caller's;
+        # the command is not sent again on another connection.
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(ConnectionError):
+            await counter(keys=[key])
+        assert await counter(keys=[key]) == 2
+        # Closed while idle for a while: polled first, as the pool would, and reconnected.
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        await asyncio.sleep(1.2)
+        assert await counter(keys=[key]) == 3
+    finally:
+        await admin.aclose()
+
+
+async def test_callers_beyond_the_lane_go_through_the_pool(client: Redis) -> None:
+    client.lane = Lane(client.connection_pool, size=2)
+    script = client.register_script(_ECHO)
+    answers = await asyncio.gather(*(script(args=[str(i).encode(), 20]) for i in range(8)))
+    assert answers == [str(i).encode() for i in range(8)]
