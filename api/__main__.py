@@ -1,7 +1,9 @@
 """Serve the API: ``python -m api`` (host, port and workers from the settings).
 
-Sets up prometheus-client's multiprocess mode before anything imports it, so the
-metrics of every Sanic worker process are summed in one scrape.
+With several worker processes, sets up prometheus-client's multiprocess mode before
+anything imports it, so the metrics of every worker are summed in one scrape. One
+process (the Kubernetes shape) keeps its metrics in memory: in multiprocess mode every
+increment is a write to a memory-mapped file, about 8 % of a cached read's CPU.
 """
 
 from __future__ import annotations
@@ -26,24 +28,26 @@ def _prepare_metrics_dir() -> None:
 
 
 def _serve_metrics(port: int) -> None:
-    """Every worker process's metrics, summed, from the main process on their own port."""
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+    """The metrics (every worker process's, summed) on their own port."""
+    from prometheus_client import start_http_server
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    start_http_server(port, registry=registry)
+    from amrutam.infra.metrics import registry
+
+    start_http_server(port, registry=registry())
 
 
 def main() -> None:
-    _prepare_metrics_dir()
+    from amrutam.settings import get_settings
+
+    settings = get_settings()
+    if settings.workers > 1 or "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        _prepare_metrics_dir()
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
 
     from amrutam.infra.system import port_in_use
-    from amrutam.settings import get_settings
     from api.app import create_app
 
-    settings = get_settings()
     if port_in_use(settings.port, settings.host):
         sys.exit(f"port {settings.port} on {settings.host} is already in use (AMRUTAM_PORT)")
     if settings.metrics_port:

@@ -37,7 +37,6 @@ class ApiServer:
             **self.env,
             "AMRUTAM_PORT": str(self.port),
             "AMRUTAM_WORKERS": str(self.workers),
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="amrutam-metrics-"),
         }
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(

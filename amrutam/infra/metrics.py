@@ -43,10 +43,15 @@ HOLD_EVENTS = Counter(
 )
 
 
-def exposition() -> tuple[bytes, str]:
-    """The current metrics in Prometheus text format, summed over processes if needed."""
+def registry() -> CollectorRegistry:
+    """What a scrape reads: this process's metrics, or every process's, summed."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+        summed = CollectorRegistry()
+        multiprocess.MultiProcessCollector(summed)  # type: ignore[no-untyped-call]
+        return summed
+    return REGISTRY
+
+
+def exposition() -> tuple[bytes, str]:
+    """The current metrics in Prometheus text format."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST

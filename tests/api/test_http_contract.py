@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import httpx
 
-from tests.helpers import assert_problem, bearer, register
+from amrutam.dev.servers import RedisServer, free_port
+from tests.helpers import api_env, assert_problem, bearer, register
+from tests.servers import ApiServer
 
 
 async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
@@ -104,3 +109,24 @@ async def test_readyz_reports_each_dependency(client: httpx.AsyncClient) -> None
     response = await client.get("/readyz")
     assert response.status_code == 200
     assert response.json()["checks"] == {"postgres": "ok", "redis": "ok"}
+
+
+async def test_one_process_keeps_its_metrics_in_memory(
+    database_url: str, redis_server: RedisServer
+) -> None:
+    """The Kubernetes shape (one process, no manager) writes no multiprocess files; both
+    the API's /metrics and the metrics port show its requests."""
+    metrics_port = free_port()
+    env = api_env(database_url, redis_server.url(), metrics_port=str(metrics_port))
+    server = ApiServer(env, workers=1).start()
+    try:
+        assert server.process is not None
+        assert not (Path(tempfile.gettempdir()) / f"amrutam-metrics-{server.process.pid}").exists()
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for _ in range(5):
+                await http.get("/openapi.json")
+            assert _count(await http.get("/metrics"), "/openapi.json") == 5
+            scraped = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert _count(scraped, "/openapi.json") == 5
+    finally:
+        server.stop()
