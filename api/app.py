@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from prometheus_client import multiprocess
 from sanic import Sanic
+from sanic_ext.extensions.http.extension import HTTPExtension
+from sanic_ext.extensions.openapi.extension import OpenAPIExtension
 
 from amrutam.audit.service import AuditTrail
 from amrutam.auth.service import Accounts
@@ -58,6 +60,9 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         CORS=False,
         HEALTH=False,
     )
+    # Sanic Extensions for the OpenAPI UI and HTTP's automatic HEAD and OPTIONS only:
+    # its dependency injection (unused here) costs a signal dispatch on every request.
+    app.extend(extensions=[OpenAPIExtension, HTTPExtension], built_in_extensions=False)
 
     middleware.install(app)
     app.blueprint(ops.bp)
