@@ -38,6 +38,13 @@ local full = table.concat(parts, ':')
 return {count, pttl, revoked, full, redis.call('GET', full)}
 """
 )
+# KEYS: the first ARGV[1] are deleted, the rest are generation counters to bump.
+_INVALIDATE = """
+local deletes = tonumber(ARGV[1])
+for i = 1, deletes do redis.call('DEL', KEYS[i]) end
+for i = deletes + 1, #KEYS do redis.call('INCR', KEYS[i]) end
+return 0
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -54,6 +61,7 @@ class Cache:
         self._redis = redis
         self._generational_get = redis.register_script(_GENERATIONAL_GET)
         self._release = redis.register_script(_RELEASE)
+        self._invalidate = redis.register_script(_INVALIDATE)
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._unsent_deletes: set[str] = set()
         self._unsent_bumps: set[str] = set()
@@ -135,12 +143,7 @@ class Cache:
             return True
         deletes, bumps = sorted(self._unsent_deletes), sorted(self._unsent_bumps)
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                if deletes:
-                    pipe.delete(*deletes)
-                for counter in bumps:
-                    pipe.incr(counter)
-                await pipe.execute()
+            await self._invalidate(keys=[*deletes, *bumps], args=[len(deletes)])
         except RedisError as exc:
             self._degraded(exc)
             return False
