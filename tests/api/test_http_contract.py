@@ -6,8 +6,10 @@ import tempfile
 from pathlib import Path
 
 import httpx
+from sanic import HTTPResponse
 
 from amrutam.dev.servers import RedisServer, free_port
+from api.responses import JsonResponse
 from tests.helpers import api_env, assert_problem, bearer, register
 from tests.servers import ApiServer
 
@@ -130,3 +132,11 @@ async def test_one_process_keeps_its_metrics_in_memory(
             assert _count(scraped, "/openapi.json") == 5
     finally:
         server.stop()
+
+
+def test_json_responses_strip_header_injection_as_sanic_does() -> None:
+    headers = {"X-Clean": "plain value", "X-Dirty": "a\r\nSet-Cookie: x=1\x00", "X\nName": "v"}
+    ours = JsonResponse(b"{}", headers=headers, content_type="application/json")
+    sanics = HTTPResponse(b"{}", headers=headers, content_type="application/json")
+    assert list(ours.processed_headers) == list(sanics.processed_headers)
+    assert (b"X-Dirty", b"aSet-Cookie: x=1") in list(ours.processed_headers)
