@@ -129,7 +129,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 settings.hold_ttl_s,
             ),
             holds=Holds(db, cache, redis, settings.slot_lock_ttl_ms, settings.hold_ttl_s),
-            waitlist=Waitlist(db, settings.hold_ttl_s),
+            waitlist=Waitlist(db, cache, settings.hold_ttl_s),
             consultations=Consultations(db),
             audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )

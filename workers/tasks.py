@@ -18,7 +18,8 @@ from amrutam.infra.db import OUTAGE, connect
 from amrutam.infra.logs import get_logger
 from amrutam.notifications import service as notifications
 from amrutam.notifications.providers import DeliveryFailed, provider_for
-from amrutam.scheduling.holds import end_expired, touch_released
+from amrutam.scheduling.holds import end_expired
+from amrutam.scheduling.waitlist import touch_released
 from amrutam.settings import get_settings
 from amrutam.timeutil import utcnow
 from workers.app import app

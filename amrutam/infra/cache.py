@@ -8,6 +8,10 @@ rate-limit hit (``ratelimit.carrying_the_pending_hit``). On a miss one caller pe
 recomputes (a short Redis lock, plus single flight inside the process); the others
 wait briefly for its result. When Redis is down every read goes to the source.
 
+A value that stops being true at a known instant rather than on an event (a slot
+listing, once its first slot starts or a hold on a hidden slot expires) is computed as
+``Expiring``: its key lives no longer than that, whatever the cache's TTL.
+
 An invalidation that cannot reach Redis is not dropped: the process keeps it and
 replays it before its next cache read or write, and until the replay succeeds its reads
 bypass the cache, so an entry cached before the outage is never served after a change
@@ -18,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -53,7 +59,21 @@ _RECOMPUTE_LOCK_MS = 5000
 _WAIT_FOR_OTHER_S = 1.0
 _POLL_S = 0.01
 
-Compute = Callable[[], Awaitable[bytes]]
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """A computed value that is true only until ``deadline`` (``time.monotonic()``)."""
+
+    value: bytes
+    deadline: float
+
+    @classmethod
+    def within(cls, value: bytes, seconds: float | None) -> Expiring | bytes:
+        """``value``, true for ``seconds`` from now (None: until the next change)."""
+        return value if seconds is None else cls(value, time.monotonic() + seconds)
+
+
+Compute = Callable[[], Awaitable[bytes | Expiring]]
 
 
 class Cache:
@@ -76,12 +96,12 @@ class Cache:
     ) -> bytes:
         if not await self._replay_unsent():
             CACHE_REQUESTS.labels(name, "bypass").inc()
-            return await compute()
+            return _value(await compute())
         try:
             found = await carrying_the_pending_hit(self._generational_get, generations, [key])
         except RedisError as exc:
             self._degraded(exc)
-            return await compute()
+            return _value(await compute())
         full_key, value = found[0].decode(), found[1] if len(found) > 1 else None
         if value is not None:
             CACHE_REQUESTS.labels(name, "hit").inc()
@@ -120,10 +140,14 @@ class Cache:
                         return bytes(value)
         except RedisError as exc:
             self._degraded(exc)
-            return await compute()
-        value = await compute()
+            return _value(await compute())
+        computed = await compute()
+        value, ttl_ms = _value(computed), ttl_s * 1000
+        if isinstance(computed, Expiring):  # rounded down: the key never outlives it
+            ttl_ms = min(ttl_ms, int((computed.deadline - time.monotonic()) * 1000))
         try:
-            await self._redis.set(key, value, ex=ttl_s)
+            if ttl_ms > 0:
+                await self._redis.set(key, value, px=ttl_ms)
             if owner:
                 await self._release(keys=[lock_key], args=[token])
         except RedisError as exc:
@@ -155,3 +179,7 @@ class Cache:
     def _degraded(exc: Exception) -> None:
         REDIS_DEGRADED.labels("cache").inc()
         log.warning("cache.redis_unavailable", error=str(exc))
+
+
+def _value(computed: bytes | Expiring) -> bytes:
+    return computed.value if isinstance(computed, Expiring) else computed

@@ -1,40 +1,45 @@
 """Availability: the slots a doctor publishes, lists and withdraws.
 
-Slots are written here and booked in ``service.py``; both bump the cache generation of
-each local day whose availability changed (``touch_dates``).
+Slots are written here and booked in ``service.py``; every change refreshes the
+doctor's cached listings and the days it touched (``slots.touch_slots``). The public
+listing (open slots) is cached until the next change, and no longer than its first
+slot's start or the first expiry of a hold that hides one of the doctor's slots.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
 from amrutam.auth.tokens import Principal
-from amrutam.doctors.service import availability_generation, bookable
+from amrutam.doctors.service import bookable
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
-from amrutam.infra.cache import Cache
+from amrutam.infra.cache import Cache, Expiring
 from amrutam.infra.db import Database
-from amrutam.infra.logs import get_logger
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Keyset, Params
 from amrutam.scheduling.rules import slots_of
 from amrutam.scheduling.schemas import ExplicitSlots, SlotQuery, WeeklyRule
+from amrutam.scheduling.slots import slots_generation, touch_slots
 from amrutam.scheduling.waitlist import offer
 from amrutam.timeutil import utcnow
-
-log = get_logger(__name__)
 
 SLOT_COLUMNS = "id, doctor_id, starts_at, ends_at, status"
 # What a slot row ``s`` shows: its status, or ``held`` while an open slot is held.
 SLOT_STATUS = f"CASE WHEN {bookable('s')} OR s.status <> 'open' THEN s.status ELSE 'held' END"
 BY_START = Keyset("starts_at")
+SLOTS_TTL_S = 300
+# How long an open-slot listing stays true without a change: until its first slot
+# starts (when it lists from now) or a hold on one of the doctor's slots expires.
+_OPEN_FOR = """
+SELECT extract(epoch FROM least(min(expires_at), $2) - clock_timestamp())::float8
+FROM slot_holds WHERE doctor_id = $1 AND ended_at IS NULL AND expires_at > now()
+"""
 
 
 class Availability:
@@ -106,7 +111,7 @@ class Availability:
                     break
                 if await offer(conn, row["id"], self._hold_ttl) is not None:
                     waiting -= 1
-        await touch_dates(self._cache, timezone, (s for s, _ in times))
+        await touch_slots(self._cache, doctor_id, timezone, (s for s, _ in times))
         return dumps({"items": [dict(r) for r in sorted(rows, key=lambda r: r["starts_at"])]})
 
     async def delete_slot(self, actor: Actor, slot_id: uuid.UUID) -> None:
@@ -114,7 +119,8 @@ class Availability:
         async with self._db.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""
-                SELECT {SLOT_STATUS} AS status, s.starts_at, d.timezone FROM availability_slots s
+                SELECT {SLOT_STATUS} AS status, s.doctor_id, s.starts_at, d.timezone
+                FROM availability_slots s
                 JOIN doctors d ON d.user_id = s.doctor_id
                 WHERE s.id = $1 AND s.doctor_id = $2 FOR UPDATE OF s
                 """,
@@ -127,7 +133,7 @@ class Availability:
                 raise Conflict(f"only an open slot can be deleted; this one is {row['status']}")
             await conn.execute("DELETE FROM availability_slots WHERE id = $1", slot_id)
             await record(conn, actor, Action.SLOT_DELETED, "slot", slot_id)
-        await touch_dates(self._cache, row["timezone"], [row["starts_at"]])
+        await touch_slots(self._cache, row["doctor_id"], row["timezone"], [row["starts_at"]])
 
     async def has_future_slots(self, doctor_id: uuid.UUID) -> bool:
         async with self._db.connection() as conn:
@@ -141,11 +147,41 @@ class Availability:
     async def list_slots(
         self, doctor_id: uuid.UUID, query: SlotQuery, viewer: Principal | None
     ) -> bytes:
-        statuses = None if query.status == "all" else (query.status,)
-        page = await self.slots(
-            doctor_id, statuses, query.from_, query.to, query.cursor, query.limit, viewer
+        if query.status != "open":  # the doctor's own view: not cached
+            page = await self.slots(
+                doctor_id,
+                None if query.status == "all" else (query.status,),
+                query.from_,
+                query.to,
+                query.cursor,
+                query.limit,
+                viewer,
+            )
+            return dumps(page)
+
+        async def load() -> Expiring | bytes:
+            async with self._db.connection() as conn:
+                page = await self._page(
+                    conn, doctor_id, ("open",), query.from_, query.to, query.cursor, query.limit
+                )
+                first = page["items"][0]["starts_at"] if page["items"] else None
+                seconds = await conn.fetchval(
+                    _OPEN_FOR, doctor_id, first if query.from_ is None else None
+                )
+            return Expiring.within(dumps(page), seconds)
+
+        key = ":".join(
+            (
+                f"slots:{doctor_id}",
+                query.from_.isoformat() if query.from_ else "",
+                query.to.isoformat() if query.to else "",
+                str(query.limit),
+                query.cursor or "",
+            )
         )
-        return dumps(page)
+        return await self._cache.fetch(
+            "slots", key, SLOTS_TTL_S, load, generations=[slots_generation(doctor_id)]
+        )
 
     async def slots(
         self,
@@ -162,6 +198,19 @@ class Availability:
         None: all). Anyone sees the open ones; only the doctor sees the others."""
         if statuses != ("open",) and (viewer is None or viewer.user_id != doctor_id):
             raise PermissionDenied("only the doctor sees booked slots")
+        async with self._db.connection() as conn:
+            return await self._page(conn, doctor_id, statuses, from_, to, cursor, limit)
+
+    @staticmethod
+    async def _page(
+        conn: asyncpg.Connection,
+        doctor_id: uuid.UUID,
+        statuses: tuple[str, ...] | None,
+        from_: datetime | None,
+        to: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
         p = Params()
         where = [f"doctor_id = {p(doctor_id)}", f"starts_at >= {p(from_ or utcnow())}"]
         if statuses == ("open",):  # bookable now: open and not held
@@ -178,22 +227,9 @@ class Availability:
             limit,
             p,
         )
-        async with self._db.connection() as conn:
-            rows = await conn.fetch(sql, *p.values)
-            if not rows and not await conn.fetchval(
-                "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
-            ):
-                raise NotFound("no such doctor")
+        rows = await conn.fetch(sql, *p.values)
+        if not rows and not await conn.fetchval(
+            "SELECT 1 FROM doctors WHERE user_id = $1", doctor_id
+        ):
+            raise NotFound("no such doctor")
         return BY_START.page(rows, limit)
-
-
-async def touch_dates(cache: Cache, timezone: str, instants: Iterable[datetime]) -> None:
-    """After a commit: the days whose availability changed. Best effort by design
-    (the cache bounds staleness itself); it must never turn a commit into an error."""
-    try:
-        zone = ZoneInfo(timezone)
-        days = {instant.astimezone(zone).date() for instant in instants}
-    except (ValueError, OverflowError, OSError) as exc:
-        log.warning("scheduling.cache_touch_failed", error=repr(exc))
-        return
-    await cache.invalidate(bump=[availability_generation(day) for day in sorted(days)])

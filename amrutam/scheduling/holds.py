@@ -28,9 +28,8 @@ from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.metrics import HOLD_EVENTS
 from amrutam.jsonutil import dumps
-from amrutam.scheduling.availability import touch_dates
-from amrutam.scheduling.slots import lock_slot
-from amrutam.scheduling.waitlist import ENDED, Released, released_from, reopen
+from amrutam.scheduling.slots import lock_slot, touch_slots
+from amrutam.scheduling.waitlist import ENDED, Released, released_from, reopen, touch_released
 from amrutam.timeutil import utcnow
 
 _HOLD = "id, slot_id, patient_id, expires_at"
@@ -98,8 +97,11 @@ class Holds:
             )
         HOLD_EVENTS.labels("created").inc()
         HOLD_EVENTS.labels("replaced").inc(sum(r["ended_as"] == "replaced" for r in released))
-        await touch_dates(
-            self._cache, slot["timezone"], [slot["starts_at"], *(r["starts_at"] for r in released)]
+        await touch_slots(
+            self._cache,
+            slot["doctor_id"],
+            slot["timezone"],
+            [slot["starts_at"], *(r["starts_at"] for r in released)],
         )
         return dumps(dict(row))
 
@@ -158,8 +160,3 @@ async def end_expired(conn: asyncpg.Connection, ttl: timedelta) -> list[Released
             released.append(hold)
     HOLD_EVENTS.labels("expired").inc(len(released))
     return released
-
-
-async def touch_released(cache: Cache, released: list[Released]) -> None:
-    for hold in released:
-        await touch_dates(cache, hold.timezone, [hold.starts_at])

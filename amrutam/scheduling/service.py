@@ -39,11 +39,11 @@ from amrutam.infra.outbox import emit, event_row
 from amrutam.infra.outbox import insert_sql as outbox_insert_sql
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
-from amrutam.scheduling.availability import BY_START, touch_dates
+from amrutam.scheduling.availability import BY_START
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
 )
-from amrutam.scheduling.slots import lock_slot
+from amrutam.scheduling.slots import lock_slot, touch_slots
 from amrutam.scheduling.waitlist import offer
 from amrutam.timeutil import utcnow
 
@@ -236,7 +236,7 @@ class Scheduling:
             WAITLIST_EVENTS.labels("accepted").inc()
         if slot["held_by"] is not None:
             HOLD_EVENTS.labels("converted").inc()
-        await touch_dates(self._cache, slot["timezone"], [slot["starts_at"]])
+        await touch_slots(self._cache, slot["doctor_id"], slot["timezone"], [slot["starts_at"]])
         return Booking(row["id"], dumps(appointment), created=True)
 
     async def _held_slot(self, patient_id: uuid.UUID | None, hold_id: uuid.UUID) -> uuid.UUID:
@@ -270,7 +270,7 @@ class Scheduling:
         async with self._db.connection() as conn, conn.transaction():
             current = await conn.fetchrow(
                 """
-                SELECT a.status, a.slot_id, a.starts_at, d.timezone,
+                SELECT a.status, a.slot_id, a.doctor_id, a.starts_at, d.timezone,
                     EXISTS (SELECT 1 FROM consultations c WHERE c.appointment_id = a.id) AS visited
                 FROM appointments a JOIN doctors d ON d.user_id = a.doctor_id
                 WHERE a.id = $1 AND (a.patient_id = $2 OR a.doctor_id = $2) FOR UPDATE OF a
@@ -296,7 +296,9 @@ class Scheduling:
             await record(conn, who, Action.APPOINTMENT_CANCELLED, "appointment", appointment_id)
             await emit(conn, "appointment.cancelled", appointment_id, _event(row))
             await offer(conn, current["slot_id"], self._hold_ttl)
-        await touch_dates(self._cache, current["timezone"], [current["starts_at"]])
+        await touch_slots(
+            self._cache, current["doctor_id"], current["timezone"], [current["starts_at"]]
+        )
         return dumps(dict(row))
 
     async def reschedule(
@@ -373,8 +375,11 @@ class Scheduling:
             )
             await emit(conn, "appointment.rescheduled", appointment_id, _event(row))
             await offer(conn, current["slot_id"], self._hold_ttl)
-        await touch_dates(
-            self._cache, target["timezone"], [target["starts_at"], current["starts_at"]]
+        await touch_slots(
+            self._cache,
+            target["doctor_id"],
+            target["timezone"],
+            [target["starts_at"], current["starts_at"]],
         )
         return dumps(dict(row))
 

@@ -25,12 +25,13 @@ from amrutam.audit.actions import Action
 from amrutam.audit.log import SYSTEM, Actor, record
 from amrutam.doctors.service import hold_in_force
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
+from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
 from amrutam.scheduling.schemas import WaitlistIn
-from amrutam.scheduling.slots import lock_slot
+from amrutam.scheduling.slots import lock_slot, touch_slots
 from amrutam.timeutil import utcnow
 
 _ENTRY = """
@@ -69,8 +70,9 @@ RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
 
 
 class Waitlist:
-    def __init__(self, db: Database, hold_ttl_s: int) -> None:
+    def __init__(self, db: Database, cache: Cache, hold_ttl_s: int) -> None:
         self._db = db
+        self._cache = cache
         self._ttl = timedelta(seconds=hold_ttl_s)
 
     async def join(self, actor: Actor, doctor_id: uuid.UUID, data: WaitlistIn) -> bytes:
@@ -144,8 +146,10 @@ class Waitlist:
             )
             if left is None:
                 raise NotFound("no such entry in line")
-            for row in ended:
-                await reopen(conn, actor, Released(**released_from(row)), "released", self._ttl)
+            released = [Released(**released_from(row)) for row in ended]
+            for hold in released:
+                await reopen(conn, actor, hold, "released", self._ttl)
+        await touch_released(self._cache, released)
 
 
 async def offer(
@@ -251,3 +255,9 @@ async def reopen(
         },
     )
     await offer(conn, hold.slot_id, ttl)
+
+
+async def touch_released(cache: Cache, released: list[Released]) -> None:
+    """After the commit that ended these holds: their slots' caches."""
+    for hold in released:
+        await touch_slots(cache, hold.doctor_id, hold.timezone, [hold.starts_at])

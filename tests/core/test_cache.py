@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from amrutam.dev.servers import RedisServer, free_port
-from amrutam.infra.cache import Cache
+from amrutam.infra.cache import Cache, Expiring
 
 
 @pytest.fixture
@@ -51,6 +51,25 @@ async def test_generation_bump_makes_old_entries_unreachable(redis: Redis) -> No
     assert await cache.fetch("test", key, 60, source, [gen]) == b"one"
     await cache.invalidate(bump=[gen])
     assert await cache.fetch("test", key, 60, source, [gen]) == b"two"
+
+
+async def test_a_value_true_until_an_instant_is_cached_no_longer(redis: Redis) -> None:
+    cache, key = Cache(redis), f"test:{uuid.uuid4()}"
+    version = iter([b"one", b"two", b"three", b"four"])
+
+    async def until(seconds: float) -> Expiring | bytes:
+        return Expiring.within(next(version), seconds)
+
+    # True for 0.3 s: the key outlives neither that nor the cache's own TTL.
+    assert await cache.fetch("test", key, 60, lambda: until(0.3)) == b"one"
+    assert 0 < await redis.pttl(key) <= 300
+    assert await cache.fetch("test", key, 60, lambda: until(0.3)) == b"one"
+    await asyncio.sleep(0.35)
+    # Already untrue when computed (a hold expired meanwhile): served, never cached.
+    assert await cache.fetch("test", key, 60, lambda: until(-0.01)) == b"two"
+    assert await redis.exists(key) == 0
+    assert await cache.fetch("test", key, 60, lambda: until(3600)) == b"three"
+    assert 59_000 < await redis.pttl(key) <= 60_000
 
 
 async def test_without_redis_reads_go_to_the_source() -> None:
