@@ -51,8 +51,10 @@ for i = 1, deletes do redis.call('DEL', KEYS[i]) end
 for i = deletes + 1, #KEYS do redis.call('INCR', KEYS[i]) end
 return 0
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+# Store a recomputed value (KEYS[1]) and release its recompute lock (KEYS[2]) if ours.
+_STORE = """
+if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 return 0
 """
 _RECOMPUTE_LOCK_MS = 5000
@@ -80,7 +82,7 @@ class Cache:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._generational_get = redis.register_script(_GENERATIONAL_GET)
-        self._release = redis.register_script(_RELEASE)
+        self._store = redis.register_script(_STORE)
         self._invalidate = redis.register_script(_INVALIDATE)
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._unsent_deletes: set[str] = set()
@@ -146,10 +148,7 @@ class Cache:
         if isinstance(computed, Expiring):  # rounded down: the key never outlives it
             ttl_ms = min(ttl_ms, int((computed.deadline - time.monotonic()) * 1000))
         try:
-            if ttl_ms > 0:
-                await self._redis.set(key, value, px=ttl_ms)
-            if owner:
-                await self._release(keys=[lock_key], args=[token])
+            await self._store(keys=[key, lock_key], args=[value, ttl_ms, token if owner else ""])
         except RedisError as exc:
             self._degraded(exc)
         return value

@@ -79,11 +79,15 @@ async def test_a_cached_read_is_one_round_trip(
     ) as http:
         doctor = await make_doctor(http, specialty="Round Trips")
         tokens = await register(http)
+        assert (await http.get("/v1/doctors?specialty=Warm")).status_code == 200  # loads scripts
     search = "/v1/doctors?specialty=Round%20Trips"
     async with httpx.AsyncClient(
         base_url=counted_api.url, headers={"X-Forwarded-For": "10.66.0.2"}
     ) as http:
-        assert (await http.get(search)).status_code == 200  # fills the cache
+        # A miss: the read (carrying the hit), the recompute lock, then the value stored
+        # and the lock released in one script.
+        filled = await _count(counted_redis.url(), lambda: http.get(search))
+        assert filled == ["EVALSHA", "SET", "EVALSHA"], filled
         assert (await http.get(f"/v1/doctors/{doctor['id']}")).status_code == 200
         remaining = []
         for path in (search, f"/v1/doctors/{doctor['id']}"):
@@ -99,6 +103,15 @@ async def test_a_cached_read_is_one_round_trip(
             counted_redis.url(), lambda: http.get("/v1/auth/me", headers=bearer(tokens))
         )
         assert me == ["EVALSHA"]
+        # A slot listing decides who may see what from the caller's session, so its hit
+        # goes first, alone; then the cache read.
+        await make_slots(http, doctor)
+        slots = f"/v1/doctors/{doctor['id']}/slots"
+        assert (await http.get(slots)).status_code == 200
+        assert await _count(counted_redis.url(), lambda: http.get(slots)) == [
+            "EVALSHA",
+            "EVALSHA",
+        ]
 
 
 async def test_a_cached_read_over_the_limit_is_refused_before_it_is_computed(
