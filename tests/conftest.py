@@ -14,7 +14,7 @@ from amrutam.dev.servers import PostgresServer, RedisServer, free_port
 from amrutam.infra.migrate import upgrade
 
 # Imported first: it also sets the operator's test settings, before anything imports it.
-from tests.helpers import api_env, random_ip
+from tests.helpers import SHORT_HOLD_S, api_env, random_ip
 from tests.servers import ApiServer
 
 
@@ -62,6 +62,15 @@ def database_url(postgres: PostgresServer) -> str:
 @pytest.fixture(scope="session")
 def api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
     server = ApiServer(api_env(database_url, redis_server.url())).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def short_hold_api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
+    """A server whose holds (and waitlist offers) last ``SHORT_HOLD_S`` seconds."""
+    env = api_env(database_url, redis_server.url(), hold_ttl_s=str(SHORT_HOLD_S))
+    server = ApiServer(env).start()
     yield server
     server.stop()
 

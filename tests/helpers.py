@@ -67,6 +67,9 @@ def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, st
     return env
 
 
+SHORT_HOLD_S = 2  # how long holds last on the ``short_hold_api`` server
+
+
 def random_ip() -> str:
     return str(ipaddress.IPv4Address(random.randint(0x0B000001, 0xDEFFFFFE)))
 

@@ -20,11 +20,10 @@ import pytest
 from amrutam.dev.servers import RedisServer, free_port
 from amrutam.timeutil import utcnow
 from tests.factories import book, make_doctor, make_patients, make_slots, pg_dsn
-from tests.helpers import api_env, assert_problem, bearer, random_ip, register
+from tests.helpers import SHORT_HOLD_S, api_env, assert_problem, bearer, random_ip, register
 from tests.servers import ApiServer
 
 STORM = 300
-SHORT_HOLD_S = 2
 
 
 async def hold(http: httpx.AsyncClient, patient: dict[str, str], slot_id: str) -> httpx.Response:
@@ -216,20 +215,12 @@ async def test_the_holder_books_under_a_storm_of_others(api: ApiServer, database
 # --- expiry (a server whose holds last two seconds) -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def short_api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
-    env = api_env(database_url, redis_server.url(), hold_ttl_s=str(SHORT_HOLD_S))
-    server = ApiServer(env).start()
-    yield server
-    server.stop()
-
-
 async def test_an_expired_hold_never_blocks_without_any_task(
-    short_api: ApiServer, database_url: str
+    short_hold_api: ApiServer, database_url: str
 ) -> None:
-    doctor, (slot,) = await fresh_slots(short_api.url)
+    doctor, (slot,) = await fresh_slots(short_hold_api.url)
     holder, other = await make_patients(database_url, 2)
-    async with httpx.AsyncClient(base_url=short_api.url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=short_hold_api.url, timeout=30) as http:
         held = (await hold(http, holder, slot["id"])).json()
         assert_problem(await book(http, other, slot["id"]), 409)
         await asyncio.sleep(SHORT_HOLD_S + 0.2)  # nothing runs: no worker, no sweep
@@ -240,12 +231,12 @@ async def test_an_expired_hold_never_blocks_without_any_task(
 
 
 async def test_a_hold_expiring_during_a_storm_gives_the_slot_to_one_booking_after_it(
-    short_api: ApiServer, database_url: str
+    short_hold_api: ApiServer, database_url: str
 ) -> None:
-    _, (slot,) = await fresh_slots(short_api.url)
+    _, (slot,) = await fresh_slots(short_hold_api.url)
     holder, *others = await make_patients(database_url, 101)
     async with httpx.AsyncClient(
-        base_url=short_api.url, timeout=60, limits=httpx.Limits(max_connections=100)
+        base_url=short_hold_api.url, timeout=60, limits=httpx.Limits(max_connections=100)
     ) as http:
         held = (await hold(http, holder, slot["id"])).json()
         expires = datetime.fromisoformat(held["expires_at"])

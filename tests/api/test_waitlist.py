@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,28 +14,18 @@ import asyncpg
 import httpx
 import pytest
 
-from amrutam.dev.servers import RedisServer
 from amrutam.scheduling.holds import end_expired
 from tests.factories import book, make_doctor, make_slots, pg_dsn
-from tests.helpers import api_env, assert_problem, bearer, random_ip, register
+from tests.helpers import SHORT_HOLD_S, assert_problem, bearer, random_ip, register
 from tests.servers import ApiServer
 
-SHORT_HOLD_S = 2
 KOLKATA = ZoneInfo("Asia/Kolkata")  # the test doctors' time zone
 
 
-@pytest.fixture(scope="module")
-def short_api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
-    env = api_env(database_url, redis_server.url(), hold_ttl_s=str(SHORT_HOLD_S))
-    server = ApiServer(env).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-async def http(short_api: ApiServer) -> Any:
+async def http(short_hold_api: ApiServer) -> Any:
     async with httpx.AsyncClient(
-        base_url=short_api.url, headers={"X-Forwarded-For": random_ip()}, timeout=30
+        base_url=short_hold_api.url, headers={"X-Forwarded-For": random_ip()}, timeout=30
     ) as client:
         yield client
 
