@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from sanic import HTTPResponse, Request, Sanic
 
 from amrutam.auth.sessions import marker_key
-from amrutam.errors import AuthenticationFailed, Conflict, InvalidInput
+from amrutam.errors import AuthenticationFailed, Conflict, FieldError, InvalidInput
 from amrutam.infra.idempotency import Outcome, StoredResponse, fingerprint
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import REDIS_DEGRADED
@@ -204,7 +204,10 @@ async def _idempotency_claim(request: Request) -> HTTPResponse | None:
     if claim.outcome is Outcome.IN_FLIGHT:
         raise Conflict("a request with this Idempotency-Key is still being processed")
     if claim.outcome is Outcome.MISMATCH:
-        raise InvalidInput("this Idempotency-Key was already used for a different request")
+        raise InvalidInput(
+            "this Idempotency-Key was already used for a different request",
+            [FieldError("Idempotency-Key", "already used for a different request")],
+        )
     assert claim.response is not None
     return HTTPResponse(
         claim.response.body,

@@ -68,7 +68,10 @@ def _booking_conflict(exc: asyncpg.PostgresError) -> Conflict | InvalidInput:
     if name == "ex_appointments_patient_no_overlap":
         return Conflict("you already have an appointment at that time")
     if name == "uq_appointments_patient_idempotency":
-        return InvalidInput("this Idempotency-Key was already used for a different booking")
+        return InvalidInput(
+            "this Idempotency-Key was already used for a different booking",
+            [FieldError("Idempotency-Key", "already used for a different booking")],
+        )
     if name == "ex_appointments_held_slot":
         return Conflict("this slot is held by another patient")
     return Conflict("this slot is already booked")

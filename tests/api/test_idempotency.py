@@ -60,6 +60,7 @@ async def test_same_key_different_body_is_422(client: httpx.AsyncClient) -> None
     )
     body = assert_problem(other, 422)
     assert "Idempotency-Key" in body["detail"]
+    assert [e["field"] for e in body["errors"]] == ["Idempotency-Key"]  # every 422 names one
 
 
 async def test_key_still_in_flight_is_409(
