@@ -77,7 +77,9 @@ class Entry:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
     def row(self) -> tuple[Any, ...]:
-        """The values of ``COLUMNS``, in order: the entry and its digest."""
+        """The values of ``COLUMNS``, in order: the entry and its digest. They are the
+        table's own columns in its order, so a row also passes as one ``audit_logs``
+        value (the booking function's argument)."""
         return (*(getattr(self, name) for name in ENTRY_FIELDS), self.digest())
 
 
@@ -85,14 +87,10 @@ ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 COLUMNS = (*ENTRY_FIELDS, "row_hash")
 
 
-def insert_sql(first: int = 1) -> str:
-    """The INSERT of one row (``Entry.row()``), its parameters numbered from ``first``
-    so that it can ride in a larger statement (a booking's single write)."""
-    values = ", ".join(f"${n}" for n in range(first, first + len(COLUMNS)))
-    return f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) VALUES ({values})"
-
-
-INSERT = insert_sql()
+INSERT = (
+    f"INSERT INTO audit_logs ({', '.join(COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(COLUMNS) + 1))})"
+)
 
 
 def canonical_detail(detail: dict[str, Any] | None) -> str:

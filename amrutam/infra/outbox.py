@@ -19,30 +19,14 @@ from amrutam.jsonutil import dumps, json_value
 Publish = Callable[[dict[str, Any]], None]
 
 
-def insert_sql(first: int = 1) -> str:
-    """The INSERT of one event (``event_row``), its parameters numbered from ``first``
-    so that it can ride in a larger statement (a booking's single write)."""
-    a, b, c, d = range(first, first + 4)
-    return (
-        "INSERT INTO outbox (id, event_type, aggregate_id, payload) "
-        f"VALUES (${a}, ${b}, ${c}, ${d}::jsonb)"
-    )
-
-
-INSERT = insert_sql()
-
-
-def event_row(event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any]) -> tuple[Any, ...]:
-    """A new event's values, in ``insert_sql``'s order."""
-    return (uuid.uuid4(), event_type, aggregate_id, dumps(payload).decode())
+INSERT = "INSERT INTO outbox (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4::jsonb)"
 
 
 async def emit(
     conn: asyncpg.Connection, event_type: str, aggregate_id: uuid.UUID, payload: dict[str, Any]
 ) -> uuid.UUID:
-    row = event_row(event_type, aggregate_id, payload)
-    await conn.execute(INSERT, *row)
-    event_id: uuid.UUID = row[0]
+    event_id = uuid.uuid4()
+    await conn.execute(INSERT, event_id, event_type, aggregate_id, dumps(payload).decode())
     return event_id
 
 

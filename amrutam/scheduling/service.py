@@ -2,8 +2,9 @@
 
 The booking path has three layers, each enough for a different failure:
 1. a Redis lock per slot sheds contention before the database (429 to the loser);
-2. one transaction locks the slot row (``FOR UPDATE``), checks it (open, not held by
-   someone else), inserts the appointment and marks the slot booked;
+2. one transaction (the database function ``book_slot``) locks the slot row (``FOR
+   UPDATE``), checks it (open, not held by someone else), inserts the appointment and
+   marks the slot booked;
 3. the partial unique index on booked appointments refuses a second booking, and a
    trigger an appointment on a slot another patient holds, even if the lock expired
    mid-transaction or Redis was down.
@@ -24,19 +25,15 @@ import asyncpg
 from redis.asyncio import Redis
 
 from amrutam.audit.actions import Action
-from amrutam.audit.log import COLUMNS as AUDIT_COLUMNS
 from amrutam.audit.log import Actor, record
 from amrutam.audit.log import entry as audit_entry
-from amrutam.audit.log import insert_sql as audit_insert_sql
-from amrutam.doctors.service import hold_in_force
 from amrutam.errors import Conflict, FieldError, InvalidInput, NotFound, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
-from amrutam.infra.outbox import emit, event_row
-from amrutam.infra.outbox import insert_sql as outbox_insert_sql
+from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START
@@ -85,62 +82,34 @@ class BookingLimits:
     per_doctor: int = 3
 
 
-# The booking transaction is four round trips: BEGIN, these two statements, COMMIT.
-#
-# First: lock the slot row, then (LATERAL: only once the row is locked, so every booking
-# takes its locks in the same order) serialise this patient's bookings with an advisory
-# lock, so two parallel bookings cannot both pass the count, and count the patient's
-# open bookings. An Idempotency-Key older than the contract's 24 hours is freed.
-_LOCK_AND_COUNT = f"""
-WITH stale AS (
-    UPDATE appointments SET idempotency_key = NULL
-    WHERE patient_id = $2 AND idempotency_key = $3 AND created_at < now() - interval '24 hours'
-)
-SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, d.timezone, held.total, held.with_doctor,
-    hold.held_by
-FROM (
-    SELECT s.doctor_id, s.starts_at, s.ends_at, s.status, s.id
-    FROM availability_slots s WHERE s.id = $1 FOR UPDATE
-) s
-JOIN doctors d ON d.user_id = s.doctor_id
-CROSS JOIN LATERAL (
-    SELECT pg_advisory_xact_lock(hashtextextended('booking:' || $2::text, 0)),
-           count(*) AS total, count(*) FILTER (WHERE a.doctor_id = s.doctor_id) AS with_doctor
-    FROM appointments a
-    WHERE a.patient_id = $2 AND a.status = 'booked' AND a.starts_at > now()
-) held
-LEFT JOIN LATERAL (
-    SELECT h.patient_id AS held_by FROM slot_holds h WHERE h.slot_id = s.id AND {hold_in_force("h")}
-) hold ON true
-"""
-# Then every write in one statement: the appointment, the slot marked booked, its hold
-# (the caller's) ended as booked, the caller out of the waitlist for that doctor and day,
-# the audit row and the outbox event (data-modifying CTEs all run, and all or none commit).
-_WRITE = f"""
-WITH appointment AS (
-    INSERT INTO appointments (id, slot_id, doctor_id, patient_id, starts_at, ends_at, reason,
-        idempotency_key)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_APPOINTMENT}
-), booked AS (
-    UPDATE availability_slots SET status = 'booked' WHERE id = $2
-), converted AS (
-    UPDATE slot_holds SET ended_at = now(),
-        ended_as = CASE WHEN patient_id = $4 THEN 'booked' ELSE 'expired' END
-    WHERE slot_id = $2 AND ended_at IS NULL
-), out_of_line AS (
-    UPDATE waitlist_entries w SET status = 'booked', updated_at = now()
-    FROM waitlist_entries before
-    WHERE w.id = before.id AND w.patient_id = $4 AND w.doctor_id = $3
-      AND w.status IN ('waiting', 'offered') AND w.day = ($5::timestamptz AT TIME ZONE $9)::date
-    RETURNING before.status AS was
-), audited AS (
-    {audit_insert_sql(10)}
-), announced AS (
-    {outbox_insert_sql(10 + len(AUDIT_COLUMNS))}
-)
-SELECT appointment.*, EXISTS (SELECT 1 FROM out_of_line WHERE was = 'offered') AS took_offer
-FROM appointment
-"""
+# A booking is one call of ``book_slot`` (migration 0010), which commits itself: it locks
+# the slot, checks it, serialises the patient's bookings, counts them, and writes the
+# appointment, the slot, the hold, the waitlist entry, the audit row and the outbox event.
+# Its ``outcome`` is "booked", "replayed" (this Idempotency-Key's own booking of the slot,
+# committed before) or a reason to refuse.
+_BOOK = "SELECT * FROM book_slot($1, $2, $3, $4, $5, $6, $7, $8, $9::audit_logs, $10)"
+_APPOINTMENT_FIELDS = tuple(_APPOINTMENT.split(", "))
+
+
+def _refusal(slot: asyncpg.Record) -> NotFound | Conflict:
+    match slot["outcome"]:
+        case "no_slot":
+            return NotFound("no such slot")
+        case "not_open":
+            return Conflict("this slot is not open")
+        case "held":
+            return Conflict("this slot is held by another patient")
+        case "hold_expired":
+            return Conflict("this hold has expired; book the slot by its slot_id")
+        case "started":
+            return Conflict("this slot has already started")
+        case "total":
+            return Conflict(f"you already hold {slot['total']} upcoming appointments")
+        case "with_doctor":
+            return Conflict(
+                f"you already hold {slot['with_doctor']} upcoming appointments with this doctor"
+            )
+    raise AssertionError(f"book_slot answered {slot['outcome']!r}")
 
 
 class Scheduling:
@@ -179,68 +148,53 @@ class Scheduling:
         """
         if actor.role != "patient":
             raise PermissionDenied("only patients book appointments")
-        patient_id, key = actor.user_id, idempotency_key
         if hold_id is not None:
-            slot_id = await self._held_slot(patient_id, hold_id)
+            slot_id = await self._held_slot(actor.user_id, hold_id)
             lock: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
         elif slot_id is not None:
             lock = slot_lock(self._redis, str(slot_id), self._lock_ttl_ms)
         else:
             raise InvalidInput("name a slot_id or a hold_id", [FieldError("slot_id", "missing")])
-        async with lock, self._db.connection() as conn, conn.transaction():
-            slot = await conn.fetchrow(_LOCK_AND_COUNT, slot_id, patient_id, key)
-            if slot is None:
-                raise NotFound("no such slot")
-            if slot["status"] != "open":
-                earlier = await self._same_booking(conn, patient_id, slot_id, key)
-                if earlier is not None:
-                    return Booking(earlier["id"], dumps(dict(earlier)), created=False)
-                raise Conflict("this slot is not open")
-            if slot["held_by"] not in (None, patient_id):
-                raise Conflict("this slot is held by another patient")
-            if hold_id is not None and slot["held_by"] is None:
-                raise Conflict("this hold has expired; book the slot by its slot_id")
-            if slot["starts_at"] <= utcnow():
-                raise Conflict("this slot has already started")
-            if slot["total"] >= self._limits.total:
-                raise Conflict(f"you already hold {slot['total']} upcoming appointments")
-            if slot["with_doctor"] >= self._limits.per_doctor:
-                raise Conflict(
-                    f"you already hold {slot['with_doctor']} upcoming appointments with this doctor"
-                )
-            appointment_id = uuid.uuid4()
-            audited = audit_entry(
-                actor,
-                Action.APPOINTMENT_BOOKED,
-                "appointment",
-                appointment_id,
-                {"slot_id": str(slot_id)},
-            )
-            event = _event({"id": appointment_id, "patient_id": patient_id, **slot})
+        appointment_id = uuid.uuid4()
+        audited = audit_entry(
+            actor,
+            Action.APPOINTMENT_BOOKED,
+            "appointment",
+            appointment_id,
+            {"slot_id": str(slot_id)},
+        )
+        # One statement that commits itself. Cut off by an outage it is run again
+        # (rides_out_outages): if it had committed, the rerun finds this Idempotency-Key's
+        # booking and answers "replayed" with it, so nothing is booked twice.
+        async with lock, self._db.connection() as conn:
             try:
                 row = await conn.fetchrow(
-                    _WRITE,
+                    _BOOK,
                     appointment_id,
                     slot_id,
-                    slot["doctor_id"],
-                    patient_id,
-                    slot["starts_at"],
-                    slot["ends_at"],
+                    hold_id is not None,
+                    actor.user_id,
                     reason,
-                    key,
-                    slot["timezone"],
-                    *audited.row(),
-                    *event_row("appointment.booked", appointment_id, event),
+                    idempotency_key,
+                    self._limits.total,
+                    self._limits.per_doctor,
+                    audited.row(),
+                    uuid.uuid4(),
                 )
             except (asyncpg.UniqueViolationError, asyncpg.ExclusionViolationError) as exc:
                 raise _booking_conflict(exc) from exc
-        appointment = dict(row)
-        if appointment.pop("took_offer"):
+        outcome = row["outcome"]
+        if outcome not in ("booked", "replayed"):
+            raise _refusal(row)
+        body = dumps({name: row[name] for name in _APPOINTMENT_FIELDS})
+        if outcome == "replayed":
+            return Booking(row["id"], body, created=False)
+        if row["took_offer"]:
             WAITLIST_EVENTS.labels("accepted").inc()
-        if slot["held_by"] is not None:
+        if row["held_by"] is not None:
             HOLD_EVENTS.labels("converted").inc()
-        await touch_slots(self._cache, slot["doctor_id"], slot["timezone"], [slot["starts_at"]])
-        return Booking(row["id"], dumps(appointment), created=True)
+        await touch_slots(self._cache, row["doctor_id"], row["timezone"], [row["starts_at"]])
+        return Booking(row["id"], body, created=True)
 
     async def _held_slot(self, patient_id: uuid.UUID | None, hold_id: uuid.UUID) -> uuid.UUID:
         """The slot of the caller's hold (NotFound for anyone else's)."""
@@ -254,20 +208,6 @@ class Scheduling:
             raise NotFound("no such hold")
         slot_id: uuid.UUID = hold["slot_id"]
         return slot_id
-
-    @staticmethod
-    async def _same_booking(
-        conn: asyncpg.Connection, patient_id: uuid.UUID | None, slot_id: uuid.UUID, key: str | None
-    ) -> asyncpg.Record | None:
-        if key is None:
-            return None
-        return await conn.fetchrow(
-            f"SELECT {_APPOINTMENT} FROM appointments "
-            "WHERE patient_id = $1 AND idempotency_key = $2 AND slot_id = $3",
-            patient_id,
-            key,
-            slot_id,
-        )
 
     async def cancel(self, who: Actor, appointment_id: uuid.UUID) -> bytes:
         async with self._db.connection() as conn, conn.transaction():

@@ -6,6 +6,7 @@ fails here with its own traceback instead of as a status code in another process
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from amrutam.audit.log import Actor
+from amrutam.audit.log import Actor, Entry
 from amrutam.auth.models import Role
 from amrutam.auth.service import Accounts
 from amrutam.dev.servers import RedisServer
@@ -26,9 +27,10 @@ from amrutam.errors import Conflict, InvalidInput, PermissionDenied
 from amrutam.infra.cache import Cache
 from amrutam.infra.db import Database, create_engine
 from amrutam.infra.redis_client import create_redis
+from amrutam.jsonutil import json_value
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.schemas import ExplicitSlots, WeeklyRule
-from amrutam.scheduling.service import Scheduling
+from amrutam.scheduling.service import BookingLimits, Scheduling, _event
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 from tests.helpers import PASSWORD, as_app_role, unique_email
@@ -40,6 +42,8 @@ class Core:
     doctors: DoctorDirectory
     availability: Availability
     scheduling: Scheduling
+    capped: Scheduling  # two upcoming bookings per patient
+    db: Database
 
     async def person(self, role: Role) -> Actor:
         user = await self.accounts.create_user(
@@ -78,6 +82,8 @@ async def core(database_url: str, redis_server: RedisServer) -> AsyncIterator[Co
         DoctorDirectory(db, cache),
         Availability(db, cache),
         Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
+        Scheduling(db, cache, redis, settings.slot_lock_ttl_ms, BookingLimits(2, 2)),
+        db,
     )
     await db.dispose()
     await redis.aclose()
@@ -146,6 +152,61 @@ async def test_a_replayed_booking_returns_the_same_appointment(core: Core) -> No
     other = await core.person(Role.patient)
     with pytest.raises(Conflict):
         await core.scheduling.book(other, slot_id=slot, reason=None, idempotency_key="k-1")
+
+
+async def test_a_booking_writes_its_audit_row_and_event_as_the_other_paths_do(
+    core: Core,
+) -> None:
+    """The booking's audit row and event are written inside the database function: the
+    row hashes as any other, and the event is the payload every appointment event has."""
+    doctor, patient = await core.doctor(), await core.person(Role.patient)
+    slot = await _one_slot(core, doctor)
+    async with core.db.connection() as conn:  # a start with microseconds, formatted too
+        await conn.execute(
+            "UPDATE availability_slots SET starts_at = starts_at + interval '0.000042 s' "
+            "WHERE id = $1",
+            slot,
+        )
+    booking = await core.scheduling.book(patient, slot_id=slot, reason=None, idempotency_key=None)
+    appointment = orjson.loads(booking.body)
+    async with core.db.connection() as conn:
+        event = await conn.fetchrow(
+            "SELECT event_type, payload FROM outbox WHERE aggregate_id = $1", booking.id
+        )
+        audited = await conn.fetchrow(
+            "SELECT * FROM audit_logs WHERE entity_id = $1 AND action = 'appointment.booked'",
+            str(booking.id),
+        )
+        stored = await conn.fetchrow(
+            "SELECT starts_at, patient_id, doctor_id FROM appointments WHERE id = $1", booking.id
+        )
+    assert event["event_type"] == "appointment.booked"
+    assert json_value(event["payload"]) == _event({"id": booking.id, **stored})
+    assert stored["starts_at"].microsecond == 42
+    assert appointment["starts_at"] == stored["starts_at"].isoformat()
+    assert (audited["actor_id"], audited["actor_role"]) == (patient.user_id, "patient")
+    assert json_value(audited["detail"]) == {"slot_id": str(slot)}
+    assert Entry.of(audited).digest() == audited["row_hash"]
+
+
+async def test_parallel_bookings_by_one_patient_never_pass_the_cap(core: Core) -> None:
+    """Each booking counts the patient's others only after it holds their lock, so a
+    booking committed while it waited is counted."""
+    doctors = [await core.doctor() for _ in range(3)]
+    patient = await core.person(Role.patient)
+    slots = [await _one_slot(core, doctor, hour) for hour in range(8, 14) for doctor in doctors]
+    await core.capped.book(patient, slot_id=slots[0], reason=None, idempotency_key=None)
+    outcomes = await asyncio.gather(
+        *(
+            core.capped.book(patient, slot_id=slot, reason=None, idempotency_key=None)
+            for slot in slots[1:]
+        ),
+        return_exceptions=True,
+    )
+    booked = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, Conflict)]
+    assert len(booked) == 1, outcomes
+    assert len(refused) == len(outcomes) - 1, outcomes
 
 
 async def test_cancel_reopens_and_reschedule_moves_the_booking(core: Core) -> None:
