@@ -29,6 +29,7 @@ from amrutam.infra.db import Database, create_engine
 from amrutam.infra.redis_client import create_redis
 from amrutam.jsonutil import json_value
 from amrutam.scheduling.availability import Availability
+from amrutam.scheduling.holds import Holds
 from amrutam.scheduling.schemas import ExplicitSlots, WeeklyRule
 from amrutam.scheduling.service import BookingLimits, Scheduling, _event
 from amrutam.settings import Settings
@@ -44,6 +45,7 @@ class Core:
     scheduling: Scheduling
     capped: Scheduling  # two upcoming bookings per patient
     db: Database
+    holds: Holds
 
     async def person(self, role: Role) -> Actor:
         user = await self.accounts.create_user(
@@ -84,6 +86,7 @@ async def core(database_url: str, redis_server: RedisServer) -> AsyncIterator[Co
         Scheduling(db, cache, redis, settings.slot_lock_ttl_ms),
         Scheduling(db, cache, redis, settings.slot_lock_ttl_ms, BookingLimits(2, 2)),
         db,
+        Holds(db, cache, redis, settings.slot_lock_ttl_ms, 600),
     )
     await db.dispose()
     await redis.aclose()
@@ -207,6 +210,19 @@ async def test_parallel_bookings_by_one_patient_never_pass_the_cap(core: Core) -
     refused = [o for o in outcomes if isinstance(o, Conflict)]
     assert len(booked) == 1, outcomes
     assert len(refused) == len(outcomes) - 1, outcomes
+
+
+async def test_a_hold_booked_again_with_its_key_returns_the_same_appointment(core: Core) -> None:
+    """What a booking cut off by an outage after its commit meets when it is run again."""
+    doctor, patient = await core.doctor(), await core.person(Role.patient)
+    slot = await _one_slot(core, doctor)
+    hold = uuid.UUID(orjson.loads(await core.holds.hold(patient, slot))["id"])
+    first = await core.scheduling.book(patient, hold_id=hold, reason=None, idempotency_key="h-1")
+    again = await core.scheduling.book(patient, hold_id=hold, reason=None, idempotency_key="h-1")
+    assert (first.created, again.created) == (True, False)
+    assert again.body == first.body
+    with pytest.raises(Conflict, match="not open"):
+        await core.scheduling.book(patient, hold_id=hold, reason=None, idempotency_key="h-2")
 
 
 async def test_cancel_reopens_and_reschedule_moves_the_booking(core: Core) -> None:
