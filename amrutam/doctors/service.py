@@ -59,7 +59,9 @@ def availability_generation(day: date) -> str:
 
 def hold_in_force(hold: str) -> str:
     """SQL: the ``slot_holds`` row named ``hold`` counts (scheduling/holds.py): it has not
-    ended and not expired. Expiry needs no task to run."""
+    ended and not expired. Expiry needs no task to run. The database's own functions
+    spell the same rule out (the hold trigger of migration 0007, ``book_slot`` of 0010):
+    changing it here means a migration there."""
     return f"{hold}.ended_at IS NULL AND {hold}.expires_at > now()"
 
 

@@ -91,8 +91,8 @@ _BOOK = "SELECT * FROM book_slot($1, $2, $3, $4, $5, $6, $7, $8, $9::audit_logs,
 _APPOINTMENT_FIELDS = tuple(_APPOINTMENT.split(", "))
 
 
-def _refusal(slot: asyncpg.Record) -> NotFound | Conflict:
-    match slot["outcome"]:
+def _refusal(row: asyncpg.Record) -> NotFound | Conflict:
+    match row["outcome"]:
         case "no_slot":
             return NotFound("no such slot")
         case "not_open":
@@ -104,12 +104,12 @@ def _refusal(slot: asyncpg.Record) -> NotFound | Conflict:
         case "started":
             return Conflict("this slot has already started")
         case "total":
-            return Conflict(f"you already hold {slot['total']} upcoming appointments")
+            return Conflict(f"you already hold {row['total']} upcoming appointments")
         case "with_doctor":
             return Conflict(
-                f"you already hold {slot['with_doctor']} upcoming appointments with this doctor"
+                f"you already hold {row['with_doctor']} upcoming appointments with this doctor"
             )
-    raise AssertionError(f"book_slot answered {slot['outcome']!r}")
+    raise AssertionError(f"book_slot answered {row['outcome']!r}")
 
 
 class Scheduling:
