@@ -13,18 +13,24 @@ does not finish (timeout, error, cancellation), and the lane takes a connection 
 only after its reply has been read or it has disconnected; a disconnected one connects
 again on its next use. A connection idle for a while is polled as the pool would, so
 one that Redis closed meanwhile is not used blind.
+
+A lane command is bounded as a whole, its send and its reply under one deadline, the
+client's socket timeout. redis-py bounds the send with ``asyncio.wait_for``, a new task
+per command (5 % of a cached read's CPU) for a write that waits only when the transport's
+buffer is full; the lane's connections have no timeout of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis import exceptions as redis_errors
 from redis.asyncio import Redis as _Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 from amrutam.settings import Settings
 
@@ -42,6 +48,7 @@ class Lane:
         self._size = size or pool.max_connections
         self._idle: list[tuple[AbstractConnection, float]] = []
         self._made = 0
+        self.timeout_s: float | None = pool.connection_kwargs.get("socket_timeout")
 
     def take(self) -> tuple[AbstractConnection, bool] | None:
         """A connection for one command and whether to check it first (it was idle a
@@ -51,7 +58,9 @@ class Lane:
             return conn, time.monotonic() - idle_since > _CHECK_AFTER_IDLE_S
         if self._made < self._size:
             self._made += 1
-            return self._pool.make_connection(), False  # type: ignore[no-untyped-call]
+            made: AbstractConnection = self._pool.make_connection()  # type: ignore[no-untyped-call]
+            made.socket_timeout = None  # the command's deadline bounds it (Redis._run)
+            return made, False
         return None
 
     def give_back(self, conn: AbstractConnection) -> None:
@@ -71,7 +80,7 @@ class Lane:
         try:
             if conn.is_connected and await conn.can_read_destructive():  # type: ignore[no-untyped-call]
                 await conn.disconnect()
-        except (ConnectionError, TimeoutError, OSError):
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
             await conn.disconnect()
 
     async def aclose(self) -> None:
@@ -102,10 +111,17 @@ class Redis(_Redis):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         conn, idle_long = taken
         try:
-            await self.lane.send(conn, idle_long, args)
-            if parse:
-                return await self.parse_response(conn, args[0], **options)  # type: ignore[arg-type]
-            return await conn.read_response()
+            # Cut off by the deadline, redis-py disconnects the connection itself: a send or
+            # a read that did not finish leaves nothing on it for the next command.
+            async with asyncio.timeout(self.lane.timeout_s):
+                await self.lane.send(conn, idle_long, args)
+                if parse:
+                    return await self.parse_response(conn, args[0], **options)  # type: ignore[arg-type]
+                return await conn.read_response()
+        except TimeoutError:
+            raise redis_errors.TimeoutError(
+                f"no answer from Redis in {self.lane.timeout_s} s"
+            ) from None
         finally:
             self.lane.give_back(conn)
 
@@ -135,7 +151,7 @@ class Script(AsyncScript):
         keys, args = keys or (), args or ()
         try:
             return await redis.evalsha_raw(self.sha, keys, args)
-        except NoScriptError:
+        except redis_errors.NoScriptError:
             self.sha = await redis.script_load(self.script)
             return await redis.evalsha_raw(self.sha, keys, args)
 

@@ -87,6 +87,25 @@ async def test_a_reply_that_came_too_late_is_not_read_by_the_next_caller(
     assert await script(args=[b"mine", 0]) == b"mine"
 
 
+async def test_a_send_redis_does_not_take_in_times_out_and_spoils_nothing(
+    lane_redis: RedisServer, client: Redis
+) -> None:
+    """The deadline bounds the send too: a value larger than the sockets' buffers cannot
+    go out to a Redis that has stopped reading, and its unsent rest never reaches the
+    next command."""
+    client.lane = Lane(client.connection_pool, size=1)
+    key = f"lane-big:{free_port()}"
+    assert await client.set(key, b"small") is True
+    pid = int(lane_redis.pidfile.read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(TimeoutError):
+            await client.set(key, b"x" * (64 << 20))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert await client.get(key) == b"small"
+
+
 async def test_a_connection_redis_closed_is_connected_anew_and_nothing_is_sent_twice(
     lane_redis: RedisServer, client: Redis
 ) -> None:
