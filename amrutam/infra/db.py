@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from amrutam.infra.metrics import DB_WAITS
@@ -52,6 +53,8 @@ class Attempt:
     deadline: float
     commit_sent: bool = False
 
+
+_Conn = TypeVar("_Conn")
 
 # Set by the API per request, so that every wait inside it shares one deadline.
 current_attempt: ContextVar[Attempt | None] = ContextVar("db_attempt", default=None)
@@ -187,14 +190,14 @@ class Database:
         self.engine = engine
         self.wait_s = wait_s
 
-    async def _connect(self) -> AsyncConnection:
+    async def _connect(self, connect: Callable[[], Awaitable[_Conn]]) -> _Conn:
         loop = asyncio.get_running_loop()
         attempt = current_attempt.get()
         deadline = attempt.deadline if attempt else loop.time() + self.wait_s
         pause, waited = 0.05, False
         while True:
             try:
-                conn = await self.engine.connect()
+                conn = await connect()
             except Exception as exc:
                 if not is_outage(exc) or loop.time() + pause > deadline:
                     raise
@@ -206,17 +209,20 @@ class Database:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.4)
 
+    async def _demoted(self) -> None:
+        """A write reached a standby: every pooled connection is to the demoted primary,
+        so start afresh (target_session_attrs finds the new one)."""
+        await self.engine.dispose()
+
     @asynccontextmanager
     async def _connected(self) -> AsyncIterator[AsyncConnection]:
-        conn = await self._connect()
+        conn = await self._connect(self.engine.connect)
         try:
             yield conn
         except Exception as exc:
             if is_read_only(exc):
-                # Every pooled connection is to the demoted primary: start afresh
-                # (target_session_attrs finds the new one).
                 await conn.invalidate()
-                await self.engine.dispose()
+                await self._demoted()
             raise
         finally:
             await conn.close()
@@ -234,16 +240,24 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """The pool's raw asyncpg connection, for hot paths where ORM overhead costs."""
-        async with self._connected() as conn:
-            raw = await conn.get_raw_connection()
-            try:
-                yield raw.driver_connection
-            except CONNECTION_LOST:
-                # SQLAlchemy cannot see errors raised by the driver directly: tell the
-                # pool, so this dead connection is discarded instead of handed out again.
-                await conn.invalidate()
-                raise
+        """The pool's raw asyncpg connection, for hot paths where ORM overhead costs.
+
+        Taken from and returned to SQLAlchemy's pool itself, not through its engine and
+        connection wrappers: each of their steps is a greenlet switch (≈ 20 µs of CPU here),
+        and they cost 180 µs a checkout against 90 µs for the pool's own two."""
+        pooled = await self._connect(lambda: greenlet_spawn(self.engine.sync_engine.pool.connect))
+        try:
+            yield pooled.driver_connection
+        except Exception as exc:
+            # SQLAlchemy cannot see errors raised by the driver directly: tell the pool, so
+            # a dead connection is discarded instead of handed out again.
+            if is_read_only(exc) or isinstance(exc, CONNECTION_LOST):
+                await greenlet_spawn(pooled.invalidate)
+            if is_read_only(exc):
+                await self._demoted()
+            raise
+        finally:
+            await greenlet_spawn(pooled.close)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
