@@ -244,7 +244,7 @@ class Database:
 
         Taken from and returned to SQLAlchemy's pool itself, not through its engine and
         connection wrappers: each of their steps is a greenlet switch (≈ 20 µs of CPU here),
-        and they cost 180 µs a checkout against 90 µs for the pool's own two."""
+        and a checkout and return cost 178 µs through them against 77 µs through the pool."""
         pooled = await self._connect(lambda: greenlet_spawn(self.engine.sync_engine.pool.connect))
         try:
             yield pooled.driver_connection
