@@ -7,10 +7,16 @@ the core's ``queue_depth``. An unreadable metric holds the replica count, or aft
 count. A workload another autoscaler also sizes (an HPA, another ScalingPolicy) is left
 alone and reported, never fought over. A scale-down first drains the workers the
 ReplicaSet will remove (``drain``), with the drain's state on the pods themselves.
+
+kopf runs a deleted policy's ``on.delete`` handler while its timer may still be polling
+(it only asks the timer to stop; a poll may even begin after). So the two take turns on
+one lock in the policy's memo, and a poll after the deletion does nothing: a drain that
+a poll in flight starts is given back, never left on a pod after the release.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -173,8 +179,20 @@ def _ready(found: list[dict[str, Any]]) -> dict[str, Any]:
     return conditions.summary(parts, "Scaling", "sizing the target on its metric")
 
 
+def _turn(memo: kopf.Memo) -> asyncio.Lock:
+    """The lock a poll and the policy's deletion take turns on."""
+    lock: asyncio.Lock = memo.setdefault("turn", asyncio.Lock())
+    return lock
+
+
 @kopf.timer(GROUP, VERSION, "scalingpolicies", interval=settings().tick_s)
-async def reconcile(
+async def reconcile(memo: kopf.Memo, **kwargs: Any) -> None:
+    async with _turn(memo):
+        if not memo.get("forgotten"):
+            await _reconcile(memo=memo, **kwargs)
+
+
+async def _reconcile(
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
@@ -307,8 +325,13 @@ async def reconcile(
 
 
 @kopf.on.delete(GROUP, VERSION, "scalingpolicies")
-async def forget(spec: kopf.Spec, namespace: str | None, name: str, **_: Any) -> None:
-    """A deleted policy leaves no worker drained (no consumer cancelled, no pod marked)."""
-    namespace = namespace or "default"
-    broker = await broker_of(namespace, dict(spec.get("metric") or {}))
-    await release(namespace, name, dict(spec["targetRef"]), broker)
+async def forget(
+    spec: kopf.Spec, memo: kopf.Memo, namespace: str | None, name: str, **_: Any
+) -> None:
+    """A deleted policy leaves no worker drained (no consumer cancelled, no pod marked),
+    not even by a poll that was running when it was deleted."""
+    async with _turn(memo):
+        memo["forgotten"] = True
+        namespace = namespace or "default"
+        broker = await broker_of(namespace, dict(spec.get("metric") or {}))
+        await release(namespace, name, dict(spec["targetRef"]), broker)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -22,13 +23,14 @@ import asyncpg
 import pytest
 import pytest_asyncio
 import redis
+from amrutam_operator import scaling
 from amrutam_operator.drain import DRAINING
 from amrutam_operator.replicaset import DELETION_COST, active, removal_order
 from celery import Celery
 
 from amrutam.dev.servers import RedisServer, free_port
 from tests.factories import pg_dsn
-from tests.operator.conftest import Cluster, condition, eventually
+from tests.operator.conftest import GROUP, NAMESPACE, Cluster, condition, eventually
 from tests.operator.test_scaling import deployment, enqueue, policy, scaled
 from tests.workers.conftest import Worker, worker_env
 
@@ -312,6 +314,59 @@ async def test_a_drain_is_given_back_when_the_policy_is_suspended_or_deleted(
     queues = await eventually(lambda: consumed(broker_url, f"{app}-new"))
     assert queues == ["default", "maintenance", "notifications"]
     assert cluster.replicas(app) == 2
+
+
+async def test_a_poll_running_when_its_policy_is_deleted_drains_nothing_after_the_release(
+    cluster: Cluster,
+    broker_url: str,
+    database_url: str,
+    workers: dict[str, Worker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf calls the deletion handler while a poll of the policy's timer is still running
+    (it only asks the timer to stop, and a poll may even start after it): the deletion's
+    release must come after anything that poll drains, or the pod stays drained."""
+    app = "wk-race"
+    start_worker(workers, database_url, broker_url, f"{app}-new")
+    await cluster.secret(f"redis-{app}", url=broker_url)
+    await two_pods(cluster, app)
+    polling, go_on = threading.Event(), threading.Event()
+    steps: list[str] = []
+    read, start, release = scaling.read_metric, scaling.drain.start, scaling.release
+
+    async def held_read(metric: dict[str, Any], broker: str | None) -> float:
+        if f"q-{app}" in json.dumps(metric):  # this policy's polls wait here
+            polling.set()
+            await asyncio.to_thread(go_on.wait, 30)
+        return await read(metric, broker)
+
+    async def noted_start(namespace: str, policy: str, *args: Any) -> None:
+        steps.append("drain")
+        await start(namespace, policy, *args)
+
+    async def noted_release(namespace: str, policy: str, *args: Any) -> None:
+        steps.append("release")
+        await release(namespace, policy, *args)
+
+    monkeypatch.setattr(scaling, "read_metric", held_read)
+    monkeypatch.setattr(scaling.drain, "start", noted_start)
+    monkeypatch.setattr(scaling, "release", noted_release)
+    await cluster.apply("scalingpolicies", app, draining_policy(app))
+    await eventually(polling.is_set)
+    await cluster.delete("scalingpolicies", app)
+    await asyncio.sleep(2)  # the operator has seen the deletion while the poll waits
+    go_on.set()  # the poll goes on: it scales down, so it drains the newest pod
+
+    def gone() -> bool:  # its finalizer removed: the deletion handler has finished
+        return bool(cluster.emulator.objects[f"{GROUP}/scalingpolicies", NAMESPACE, app].deleted)
+
+    await eventually(gone)
+    assert steps[0] == "drain", steps  # the deletion waited for the poll
+    assert "drain" not in steps[1:], steps  # and no poll drained after it
+    assert DRAINING not in annotations(cluster, f"{app}-new")
+    assert DELETION_COST not in annotations(cluster, f"{app}-new")
+    queues = await eventually(lambda: consumed(broker_url, f"{app}-new"))
+    assert queues == ["default", "maintenance", "notifications"]
 
 
 async def test_a_pod_turning_unready_mid_drain_is_not_replaced_by_the_drained_one(
