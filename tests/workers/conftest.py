@@ -30,7 +30,8 @@ class Mailbox:
     """An SMTP server's behaviour and what it accepted."""
 
     messages: list[Message] = field(default_factory=list)
-    attempts: list[float] = field(default_factory=list)
+    attempts: list[float] = field(default_factory=list)  # each MAIL FROM: a delivery begins
+    recipients: list[tuple[float, str]] = field(default_factory=list)  # each RCPT TO, timed
     refuse: bool = False
     stall_s: float = 0.0
 
@@ -43,6 +44,13 @@ class Mailbox:
         envelope.mail_from = address
         return "250 OK"
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.recipients.append((time.monotonic(), address))
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse:
             return "550 mailbox unavailable"
@@ -51,6 +59,10 @@ class Mailbox:
 
     def to(self, address: str) -> list[Message]:
         return [m for m in self.messages if address in m["To"]]
+
+    def attempts_to(self, address: str) -> list[float]:
+        """When each delivery to ``address`` was tried (other tests' mail interleaves)."""
+        return [at for at, to in self.recipients if to == address]
 
 
 @pytest.fixture(scope="session")
