@@ -28,8 +28,10 @@ run: install
 	amrutam dev run $(if $(BACKUPS),--backups)
 
 ## test: the whole test suite against real PostgreSQL and Redis it starts itself
+# TEST_WORKERS processes, each with its own PostgreSQL, Redis and servers (0: one process).
+TEST_WORKERS ?= 2
 test: install
-	pytest
+	pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## lint: ruff, mypy and the import contract
 lint: install

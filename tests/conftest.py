@@ -17,6 +17,21 @@ from amrutam.infra.migrate import upgrade
 from tests.helpers import SHORT_HOLD_S, api_env, random_ip
 from tests.servers import ApiServer
 
+# pgBackRest keeps its locks and spool under /tmp and these tests all use one stanza name,
+# so under xdist their modules share one worker and run one after another.
+_SHARE_PGBACKREST = ("tests/backup/", "tests/operator/test_backups.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) each worker has its own PostgreSQL,
+    Redis and servers (the session fixtures), and a module runs whole on one worker, so its
+    module fixtures are set up once."""
+    for item in items:
+        module = item.nodeid.partition("::")[0]
+        shared = module.startswith(_SHARE_PGBACKREST)
+        item.add_marker(pytest.mark.xdist_group("pgbackrest" if shared else module))
+
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
