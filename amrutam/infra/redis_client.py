@@ -18,6 +18,9 @@ A lane command is bounded as a whole, its send and its reply under one deadline,
 client's socket timeout. redis-py bounds the send with ``asyncio.wait_for``, a new task
 per command (5 % of a cached read's CPU) for a write that waits only when the transport's
 buffer is full; the lane's connections have no timeout of their own.
+
+The lane packs commands with hiredis, as redis-py's synchronous connections do (its
+asyncio ones pack in Python): the same bytes at a fifth of the cost.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis as _Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.commands.core import AsyncScript
+from redis.connection import HiredisRespSerializer
 
 from amrutam.settings import Settings
 
@@ -49,6 +53,7 @@ class Lane:
         self._idle: list[tuple[AbstractConnection, float]] = []
         self._made = 0
         self.timeout_s: float | None = pool.connection_kwargs.get("socket_timeout")
+        self._pack = HiredisRespSerializer().pack
 
     def take(self) -> tuple[AbstractConnection, bool] | None:
         """A connection for one command and whether to check it first (it was idle a
@@ -70,7 +75,7 @@ class Lane:
     async def send(self, conn: AbstractConnection, idle_long: bool, args: tuple[Any, ...]) -> None:
         if idle_long:
             await self._check(conn)
-        await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+        await conn.send_packed_command(self._pack(*args), check_health=False)
 
     @staticmethod
     async def _check(conn: AbstractConnection) -> None:
