@@ -16,6 +16,11 @@ from amrutam.dev.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# How long a server process the tests start may take to answer. It bounds a hang, it
+# times nothing: with the suite in two processes, several servers import at once on two
+# cores, and one API took 30-38 s to answer in a CI run (about 5 s on a quiet machine).
+STARTUP_S = 120
+
 
 @dataclass
 class ApiServer:
@@ -49,7 +54,7 @@ class ApiServer:
             # interrupted: that group must not be the test run's.
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"API exited early:\n{self.log()}")
@@ -59,6 +64,7 @@ class ApiServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.stop()  # the fixture that called start() will not: leave no server behind
         raise RuntimeError(f"API did not start:\n{self.log()}")
 
     def log(self) -> str:

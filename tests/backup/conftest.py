@@ -20,7 +20,7 @@ from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
 from amrutam.infra.system import as_postgres_user, chown_to_postgres, port_in_use
-from tests.servers import ROOT
+from tests.servers import ROOT, STARTUP_S
 
 STANZA = "amrutam"
 
@@ -201,7 +201,7 @@ def s3_server(folder: Path, address: str = "127.0.0.1") -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + STARTUP_S
     while not port_in_use(port):
         assert server.poll() is None, "the S3 server exited"
         assert time.monotonic() < deadline, "the S3 server did not start"

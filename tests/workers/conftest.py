@@ -22,7 +22,7 @@ from celery import Celery
 
 from amrutam.dev.servers import RedisServer, free_port
 from tests.helpers import api_env
-from tests.servers import ROOT
+from tests.servers import ROOT, STARTUP_S
 
 
 @dataclass
@@ -127,9 +127,10 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_S
         while b"ready." not in self.log.read_bytes():
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.kill()
                 raise RuntimeError(self.log.read_text(errors="replace")[-3000:])
             time.sleep(0.1)
         return self
