@@ -6,6 +6,7 @@ Importing the package registers every handler with kopf.
 from amrutam_operator import (  # noqa: F401
     audit_partitions,
     backups,
+    forgetting,
     lifecycle,
     restores,
     scaling,

@@ -16,7 +16,7 @@ import kopf
 
 from amrutam.audit import partitions
 from amrutam.infra.db import libpq_dsn
-from amrutam_operator import conditions, kube, metrics
+from amrutam_operator import conditions, kube, metrics, turns
 from amrutam_operator.config import GROUP, VERSION, settings
 
 KIND = "AuditPartitionPolicy"
@@ -101,6 +101,7 @@ def _horizon_met(spec: kopf.Spec, horizon: str | None) -> tuple[bool, str]:
 
 
 @kopf.timer(GROUP, VERSION, "auditpartitionpolicies", interval=settings().tick_s)
+@turns.poll
 async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,

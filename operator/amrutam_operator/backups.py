@@ -31,7 +31,7 @@ from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
 from amrutam.backups.scripts import restore_report
 from amrutam.infra.db import libpq_dsn
-from amrutam_operator import conditions, kube, metrics
+from amrutam_operator import conditions, kube, metrics, turns
 from amrutam_operator.config import GROUP, VERSION, settings
 from amrutam_operator.manifests import (
     LABEL,
@@ -420,6 +420,7 @@ def _verified(
 
 
 @kopf.timer(GROUP, VERSION, "backupschedules", interval=settings().tick_s)
+@turns.poll
 async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,
@@ -525,8 +526,3 @@ def _publish(
         if part["type"] != "Ready":  # (Ready repeats one of the others)
             failing = part["status"] == "False"
             conditions.warn_once(memo, part["type"], failing, body, part["reason"], part["message"])
-
-
-@kopf.on.delete(GROUP, VERSION, "backupschedules", optional=True)
-def forget(namespace: str | None, name: str, **_: Any) -> None:
-    metrics.forget(KIND, namespace or "default", name)

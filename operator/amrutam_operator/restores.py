@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from amrutam.backups.scripts import restore_report
 from amrutam.backups.status import Window, iso
-from amrutam_operator import conditions, kube, manifests, metrics
+from amrutam_operator import conditions, kube, manifests, metrics, turns
 from amrutam_operator.config import GROUP, VERSION, backoff, settings
 
 KIND = "PointInTimeRestore"
@@ -175,6 +175,7 @@ async def _finish(
 
 
 @kopf.timer(GROUP, VERSION, "pointintimerestores", interval=settings().tick_s)
+@turns.poll
 async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,

@@ -8,15 +8,12 @@ count. A workload another autoscaler also sizes (an HPA, another ScalingPolicy) 
 alone and reported, never fought over. A scale-down first drains the workers the
 ReplicaSet will remove (``drain``), with the drain's state on the pods themselves.
 
-kopf runs a deleted policy's ``on.delete`` handler while its timer may still be polling
-(it only asks the timer to stop; a poll may even begin after). So the two take turns on
-one lock in the policy's memo, and a poll after the deletion does nothing: a drain that
-a poll in flight starts is given back, never left on a pod after the release.
+A poll and the policy's deletion take turns (``turns``): a drain that a poll in flight
+starts is given back by the deletion, never left on a pod after it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from amrutam.infra.queues import queue_depth
-from amrutam_operator import conditions, drain, kube, metrics, replicaset
+from amrutam_operator import conditions, drain, kube, metrics, replicaset, turns
 from amrutam_operator.autoscale import Decision, History, decide, recommend
 from amrutam_operator.config import GROUP, VERSION, settings
 
@@ -179,20 +176,9 @@ def _ready(found: list[dict[str, Any]]) -> dict[str, Any]:
     return conditions.summary(parts, "Scaling", "sizing the target on its metric")
 
 
-def _turn(memo: kopf.Memo) -> asyncio.Lock:
-    """The lock a poll and the policy's deletion take turns on."""
-    lock: asyncio.Lock = memo.setdefault("turn", asyncio.Lock())
-    return lock
-
-
 @kopf.timer(GROUP, VERSION, "scalingpolicies", interval=settings().tick_s)
-async def reconcile(memo: kopf.Memo, **kwargs: Any) -> None:
-    async with _turn(memo):
-        if not memo.get("forgotten"):
-            await _reconcile(memo=memo, **kwargs)
-
-
-async def _reconcile(
+@turns.poll
+async def reconcile(
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
@@ -330,8 +316,7 @@ async def forget(
 ) -> None:
     """A deleted policy leaves no worker drained (no consumer cancelled, no pod marked),
     not even by a poll that was running when it was deleted."""
-    async with _turn(memo):
-        memo["forgotten"] = True
+    async with turns.deletion(memo):
         namespace = namespace or "default"
         broker = await broker_of(namespace, dict(spec.get("metric") or {}))
         await release(namespace, name, dict(spec["targetRef"]), broker)

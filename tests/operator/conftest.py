@@ -22,6 +22,7 @@ import kmock
 import pytest
 import pytest_asyncio
 import yaml
+from amrutam_operator import metrics
 from kopf.testing import KopfRunner
 
 from tests.helpers import KUBE_PORT, LIVENESS_PORT
@@ -92,6 +93,11 @@ class Cluster:
         ):
             assert response.status < 300
 
+    def gone(self, plural: str, name: str) -> bool:
+        """Whether a deleted custom resource has gone: the operator has let it go (its
+        finalizer removed once its timer and deletion handlers finished)."""
+        return bool(self.emulator.objects[f"{GROUP}/{plural}", NAMESPACE, name].deleted)
+
     async def forget_custom_resources(self) -> None:
         """Delete every custom resource applied so far: the operator is shared by the whole
         package, and a module's leftovers (schedules polling dead repositories every half
@@ -140,6 +146,17 @@ def kind(plural: str) -> str:
     """The kind the CRDs give a plural (read from the CRDs, not repeated here)."""
     kinds = {c["spec"]["names"]["plural"]: c["spec"]["names"]["kind"] for c in crds()}
     return kinds[plural]
+
+
+def series(kind: str, name: str) -> list[str]:
+    """The metric series the operator holds for a resource of that kind and name."""
+    return [
+        sample.name
+        for gauge in (metrics.LAST_SUCCESS, *metrics.BACKUP_SERIES)
+        for family in gauge.collect()
+        for sample in family.samples
+        if sample.labels["name"] == name and sample.labels.get("kind", kind) == kind
+    ]
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from amrutam.audit import partitions
 from amrutam.audit.partitions import MONTHLY
 from amrutam.dev.servers import PostgresServer, free_port
 from amrutam.infra.migrate import upgrade
-from tests.operator.conftest import GROUP, Cluster, condition, eventually
+from tests.operator.conftest import GROUP, Cluster, condition, eventually, series
 
 pytestmark = pytest.mark.asyncio(loop_scope="package")
 
@@ -111,6 +111,12 @@ async def test_policy_creates_partitions_moves_default_rows_and_reports(
     assert f"audit_logs_{MONTHLY.shift(current, 12).strftime('%Y_%m')}" in await partition_names(
         database
     )
+
+    # Deleted, it leaves no metric series behind.
+    assert series("AuditPartitionPolicy", "audit") != []
+    await cluster.delete("auditpartitionpolicies", "audit")
+    await eventually(lambda: cluster.gone("auditpartitionpolicies", "audit"))
+    assert series("AuditPartitionPolicy", "audit") == []
 
 
 async def test_database_outage_is_a_condition_and_an_event_then_recovers(

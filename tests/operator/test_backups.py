@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from amrutam_operator import restores
+from amrutam_operator import backups, metrics, restores
 
 from amrutam.backups import status
 from amrutam.backups.config import prepare_local
@@ -21,7 +22,7 @@ from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.backups.scripts import BACKUP_SCRIPT
 from amrutam.settings import DEV_AUDIT_KEY
 from tests.backup.conftest import Archived, archived_server
-from tests.operator.conftest import Cluster, condition, eventually
+from tests.operator.conftest import Cluster, condition, eventually, series
 from tests.operator.jobs import from_cronjob, report, run_job
 from tests.pods import Finished
 
@@ -401,6 +402,51 @@ async def test_an_unreadable_repository_makes_its_conditions_unknown_not_stale(
     assert condition(cluster.resource("backupschedules", "blind"), "BackupFresh")["status"] == (
         "True"
     )
+
+
+async def test_a_poll_running_when_its_schedule_is_deleted_sets_no_series_after_it(
+    cluster: Cluster, archived: Archived, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf calls the deletion handler while a poll of the schedule's timer may still be
+    running: a series that poll set after the handler removed them would stay (until kopf
+    happened to call the handler again, as the emulator's cycles do), an alert's input for
+    a schedule that no longer exists."""
+    name = "race"
+    await repo_config(cluster, "pgbr-race", archived.repo.config)
+    await cluster.secret("archiver-db", dsn=archived.dsn())
+    polling, go_on = threading.Event(), threading.Event()
+    steps: list[str] = []
+    read, figures, forget = backups._repository, metrics.backup_figures, metrics.forget
+
+    async def held_read(namespace: str, spec: dict[str, Any]) -> list[status.Backup]:
+        if spec["configMapRef"]["name"] == "pgbr-race":  # this schedule's polls wait here
+            polling.set()
+            await asyncio.to_thread(go_on.wait, 30)
+        return await read(namespace, spec)
+
+    def noted_figures(namespace: str, schedule: str, *args: Any) -> None:
+        if schedule == name:  # (other tests' schedules may still be polling)
+            steps.append("figures")
+        figures(namespace, schedule, *args)
+
+    def noted_forget(kind: str, namespace: str, schedule: str) -> None:
+        if schedule == name:
+            steps.append("forget")
+        forget(kind, namespace, schedule)
+
+    monkeypatch.setattr(backups, "_repository", held_read)
+    monkeypatch.setattr(metrics, "backup_figures", noted_figures)
+    monkeypatch.setattr(metrics, "forget", noted_forget)
+    await cluster.apply("backupschedules", name, schedule_spec("pgbr-race", archived))
+    await eventually(polling.is_set)
+    await cluster.delete("backupschedules", name)
+    await asyncio.sleep(2)  # the operator has seen the deletion while the poll waits
+    go_on.set()  # the poll goes on, and sets the schedule's series
+
+    await eventually(lambda: cluster.gone("backupschedules", name))
+    assert steps[0] == "figures", steps  # the deletion waited for the poll
+    assert "figures" not in steps[1:], steps  # and no poll set any after it
+    assert series("BackupSchedule", name) == []
 
 
 async def test_restore_drill_runs_for_real_and_reports_restore_verified(
