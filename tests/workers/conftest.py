@@ -30,24 +30,18 @@ class Mailbox:
     """An SMTP server's behaviour and what it accepted."""
 
     messages: list[Message] = field(default_factory=list)
-    attempts: list[float] = field(default_factory=list)  # each MAIL FROM: a delivery begins
     recipients: list[tuple[float, str]] = field(default_factory=list)  # each RCPT TO, timed
     refuse: bool = False
-    stall_s: float = 0.0
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        self.attempts.append(time.monotonic())
-        if self.stall_s:
-            await asyncio.sleep(self.stall_s)
-        envelope.mail_from = address
-        return "250 OK"
+    # Addresses whose delivery hangs (at RCPT TO) this many seconds. Only a test's own:
+    # other tests' pending mail (retries) is delivered meanwhile, not queued behind it.
+    stalled: dict[str, float] = field(default_factory=dict)
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         self.recipients.append((time.monotonic(), address))
+        if address in self.stalled:
+            await asyncio.sleep(self.stalled[address])
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -77,7 +71,8 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 @pytest.fixture
 def mailbox(smtp: tuple[Mailbox, int]) -> Mailbox:
     box = smtp[0]
-    box.refuse, box.stall_s = False, 0.0
+    box.refuse = False
+    box.stalled.clear()
     return box
 
 

@@ -107,12 +107,12 @@ async def test_worker_killed_mid_task_runs_it_again_and_sends_once(
     worker.stop()
     patient, _ = await _booked_patient(client)
     email = patient["user"]["email"]
-    mailbox.stall_s = 6.0  # the SMTP conversation hangs: the task is mid-flight
+    mailbox.stalled[email] = 6.0  # the SMTP conversation hangs: the task is mid-flight
     victim = Worker(worker_settings).start()
     _relay(broker)
     wait_for(
         lambda: (
-            len(mailbox.attempts)
+            mailbox.attempts_to(email)
             and _query(
                 database_url,
                 "SELECT 1 FROM notifications n JOIN users u ON u.id = n.recipient_id "
@@ -122,7 +122,7 @@ async def test_worker_killed_mid_task_runs_it_again_and_sends_once(
         )
     )
     victim.kill()
-    mailbox.stall_s = 0.0
+    mailbox.stalled.clear()
     assert mailbox.to(email) == []
     # Redis redelivers an unacknowledged task once its visibility timeout has passed, when
     # a worker next looks: at its start, then only every 100 s (kombu's restore cycle).
