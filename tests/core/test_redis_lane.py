@@ -1,6 +1,6 @@
 """Commands run on connections the client keeps to itself (the lane), without the pool's
-per-command poll: a reply is only ever read by the caller that sent its command,
-whatever happened to the caller before it."""
+per-command poll, and under load those of one turn of the event loop go out together:
+every caller gets its own reply, whatever happened to the others or to the one before."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from amrutam.dev.servers import RedisServer, free_port
 from amrutam.infra.redis_client import Lane, Redis
@@ -58,32 +59,74 @@ async def test_commands_answer_as_through_the_pool(client: Redis) -> None:
     assert await script(args=[b"two", 0]) == b"two"
 
 
-async def test_a_caller_cancelled_before_its_reply_leaves_nothing_for_the_next(
+async def test_commands_of_one_turn_go_out_together_and_keep_their_order(client: Redis) -> None:
+    key = f"lane-order:{free_port()}"
+    counts = await asyncio.gather(*(client.incr(key) for _ in range(50)))
+    assert counts == list(range(1, 51))
+    # The first four went out at once, alone; the 46 others queued behind them, together.
+    assert client.lane._made == client.batch_when_out + 1
+
+
+async def test_an_error_reply_fails_only_its_own_caller(client: Redis) -> None:
+    key = f"lane-error:{free_port()}"
+    await client.set(key, b"a string")
+    client.batch_when_out = 1  # the first goes out alone, the three others together
+    script = client.register_script(_ECHO)
+    await client.script_flush()  # the script's first call in the batch meets NOSCRIPT
+    answers: tuple[Any, ...] = await asyncio.gather(
+        client.get(key),
+        client.execute_command("HGETALL", key),
+        script(args=[b"echo", 0]),
+        client.get(key),
+        return_exceptions=True,
+    )
+    before, wrong, echoed, after = answers
+    assert (before, echoed, after) == (b"a string", b"echo", b"a string")
+    assert isinstance(wrong, ResponseError)
+    assert "WRONGTYPE" in str(wrong)
+
+
+async def test_a_caller_cancelled_before_its_reply_leaves_nothing_for_the_others(
     client: Redis,
 ) -> None:
-    client.lane = Lane(client.connection_pool, size=1)  # the next caller gets its socket
+    client.lane = Lane(client.connection_pool, size=2)
+    client.batch_when_out = 1
     script = client.register_script(_ECHO)
-    slow = asyncio.create_task(script(args=[b"slow", 300]))
-    await asyncio.sleep(0.1)
+    assert await script(args=[b"warm", 0]) == b"warm"
+    first = asyncio.create_task(script(args=[b"first", 100]))  # goes out at once
+    slow = asyncio.create_task(script(args=[b"slow", 200]))  # these two queue behind it,
+    last = asyncio.create_task(script(args=[b"last", 0]))  # in one batch
+    await asyncio.sleep(0.05)
     slow.cancel()
     with pytest.raises(asyncio.CancelledError):
         await slow
-    assert await script(args=[b"fast", 0]) == b"fast"
+    assert await first == b"first"
+    assert await last == b"last"
+    # The cancelled caller's reply was read and dropped: both connections stayed up, and
+    # neither holds an unread reply.
+    assert client.lane._made == 2
+    for conn, _ in client.lane._idle:
+        assert conn.is_connected
+        await conn.send_command("PING")
+        assert await conn.read_response() == b"PONG"
 
 
 async def test_a_reply_that_came_too_late_is_not_read_by_the_next_caller(
     lane_redis: RedisServer, client: Redis
 ) -> None:
     client.lane = Lane(client.connection_pool, size=1)
+    client.batch_when_out = 1
     script = client.register_script(_ECHO)
     assert await script(args=[b"warm", 0]) == b"warm"
     pid = int(lane_redis.pidfile.read_text())
-    os.kill(pid, signal.SIGSTOP)  # Redis hangs: the call times out, its reply comes later
+    os.kill(pid, signal.SIGSTOP)  # Redis hangs: the batch times out, its replies come later
     try:
-        with pytest.raises(TimeoutError):
-            await script(args=[b"late", 0])
+        late = await asyncio.gather(
+            script(args=[b"late", 0]), script(args=[b"later", 0]), return_exceptions=True
+        )
     finally:
         os.kill(pid, signal.SIGCONT)
+    assert [type(error) for error in late] == [TimeoutError, TimeoutError]
     assert await script(args=[b"mine", 0]) == b"mine"
 
 
@@ -129,8 +172,14 @@ async def test_a_connection_redis_closed_is_connected_anew_and_nothing_is_sent_t
         await admin.aclose()
 
 
-async def test_callers_beyond_the_lane_go_through_the_pool(client: Redis) -> None:
-    client.lane = Lane(client.connection_pool, size=2)
+async def test_a_batch_beyond_the_lane_goes_through_the_pool(client: Redis) -> None:
+    client.lane = Lane(client.connection_pool, size=1)
+    client.batch_when_out = 1
     script = client.register_script(_ECHO)
-    answers = await asyncio.gather(*(script(args=[str(i).encode(), 20]) for i in range(8)))
+    slow = asyncio.create_task(script(args=[b"slow", 200]))  # holds the lane's connection
+    await asyncio.sleep(0.05)
+    answers = await asyncio.gather(*(script(args=[str(i).encode(), 0]) for i in range(8)))
     assert answers == [str(i).encode() for i in range(8)]
+    assert await slow == b"slow"
+    assert client.lane._made == 1
+    assert len(client.connection_pool._available_connections) == 1  # back in the pool
