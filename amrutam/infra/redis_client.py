@@ -112,9 +112,9 @@ class _Command:
 
 
 class Redis(_Redis):
-    """redis-py's asyncio client whose commands run on a ``Lane``, those of one turn of
-    the event loop together (pipelines, which take their own connection, still use the
-    pool)."""
+    """redis-py's asyncio client whose commands run on a ``Lane``, under load those of one
+    turn of the event loop together (pipelines, which take their own connection, still
+    use the pool)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
