@@ -162,17 +162,18 @@ class Redis(_Redis):
 
     async def _exchange(self, batch: list[_Command]) -> None:
         """Send the batch in one write and hand each reply to its caller, under one
-        deadline for them all. Cut off by it, redis-py disconnects the connection itself:
-        a send or a read that did not finish leaves nothing on it for the next batch."""
+        deadline for them all. A batch that stops before every reply was read (deadline,
+        error, cancellation) disconnects its connection: nothing is left on it for the
+        next batch."""
         self._out += 1
         taken = self.lane.take()
-        conn = taken[0] if taken is not None else None
+        conn, idle_long = taken if taken is not None else (None, False)
         done = 0
         try:
             async with asyncio.timeout(self.lane.timeout_s):
                 if conn is None:
                     conn = await self.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-                elif taken is not None and taken[1]:
+                elif idle_long:
                     await self.lane.check(conn)
                 packed = [part for command in batch for part in command.packed]
                 await conn.send_packed_command(packed, check_health=False)
