@@ -26,7 +26,7 @@ from amrutam.consultations.schemas import PageQuery
 from amrutam.doctors.schemas import SearchQuery
 from amrutam.errors import NotFound
 from amrutam.jsonutil import dumps
-from amrutam.scheduling.schemas import AppointmentQuery
+from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
 from api.fhir import resources
 from api.fhir.outcome import BASE, CONTENT_TYPE
 from api.fhir.resources import Resource
@@ -234,7 +234,8 @@ _SLOT_STATUSES = {fhir: ours for ours, fhir in resources.SLOT_STATUS.items()}
 @interaction("Slot", "search-type", SLOT_PARAMS)
 async def search_slots(request: Request) -> HTTPResponse:
     """Without ``status``: every slot for its doctor, the free ones for anyone else
-    (as ``/v1``: only the doctor sees booked and held slots)."""
+    (as ``/v1``: only the doctor sees booked and held slots). The free ones come from
+    ``/v1``'s cached listing, invalidated by the same writes."""
     query = read(request, SLOT_PARAMS)
     doctor_id = query.get("schedule")
     if doctor_id is None:
@@ -248,9 +249,22 @@ async def search_slots(request: Request) -> HTTPResponse:
     else:
         statuses = None if viewer is not None and viewer.user_id == doctor_id else ("open",)
     window = _bounds(query, "start")
-    page = await services(request).availability.slots(
-        doctor_id, statuses, window.lower, window.upper, query.cursor, query.count, viewer
-    )
+    availability = services(request).availability
+    if statuses == ("open",):  # the public listing, from the same cache entries as /v1's
+        listing = validate(
+            SlotQuery,
+            {
+                "from": window.lower,
+                "to": window.upper,
+                "limit": query.count,
+                "cursor": query.cursor,
+            },
+        )
+        page = orjson.loads(await availability.list_slots(doctor_id, listing, viewer))
+    else:
+        page = await availability.slots(
+            doctor_id, statuses, window.lower, window.upper, query.cursor, query.count, viewer
+        )
     found = [resources.slot(row) for row in page["items"]]
     return _bundle(request, query, found, page["next_cursor"])
 

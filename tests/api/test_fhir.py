@@ -114,6 +114,9 @@ async def test_a_visit_read_through_fhir_from_search_to_audit_trail(
     assert link(rest, "next") is None
 
     # Book through /v1; the slot turns busy, a held one busy-tentative (the doctor sees both).
+    # The free ones read before (and cached) are gone from the same search at once.
+    free = fhir(await client.get(f"{FHIR}/Slot", params=window[:1]))
+    assert [s["id"] for s in entries(free, "Slot")] == [s["id"] for s in slots]
     patient = await register(client)
     booked = await book(client, bearer(patient), slots[0]["id"])
     assert booked.status_code == 201, booked.text
