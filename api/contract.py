@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel
+from sanic import Request
 
 F = TypeVar("F", bound=Callable[..., object])
+# Whether a request is a cached read (see Contract.cached).
+CachedWhen = Callable[[Request], bool]
 
 
 @dataclass(frozen=True)
@@ -24,8 +27,9 @@ class Contract:
     errors: tuple[int, ...] = ()  # statuses the use case itself answers (404, 409, ...)
     # A read answered from the Redis cache: its rate-limit hit rides on the cache read
     # (api/middleware.py), so the handler runs before the limit is known; only for reads
-    # without side effects.
-    cached: bool = False
+    # without side effects whose answer is the same whoever asks (the caller's session is
+    # not checked). A function says it per request, for a route that is not always one.
+    cached: bool | CachedWhen = False
 
 
 def contract(
@@ -37,7 +41,7 @@ def contract(
     body: type[BaseModel] | tuple[type[BaseModel], ...] = (),
     query: type[BaseModel] | None = None,
     errors: tuple[int, ...] = (),
-    cached: bool = False,
+    cached: bool | CachedWhen = False,
 ) -> Callable[[F], F]:
     bodies = body if isinstance(body, tuple) else (body,)
 

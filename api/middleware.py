@@ -5,10 +5,11 @@ then on the way out: idempotency record → rate-limit headers → request id �
 and the access log.
 
 The rate-limit hit rides on the request's first Redis script: the idempotency claim of a
-write, the cache read of a cached read (routes whose contract says ``cached``; their hit
-is settled after the handler when no cache read carried it). Any other request sends
-it alone, before its handler runs. The hit also asks whether the caller's session has
-ended (logout, revocation); when Redis cannot say, the database does.
+write, the cache read of a cached read (routes whose contract says ``cached``, or whose
+contract's function says so for the request; their hit is settled after the handler when
+no cache read carried it). Any other request sends it alone, before its handler runs.
+The hit also asks whether the caller's session has ended (logout, revocation); when
+Redis cannot say, the database does.
 """
 
 from __future__ import annotations
@@ -58,10 +59,14 @@ def install(app: Sanic[Any, Any]) -> None:
         for route in app.router.routes:
             # A /v1 route's contract or a /fhir/R4 route's interaction says so.
             marks = (getattr(route.handler, name, None) for name in ("contract", "fhir"))
-            cached = any(getattr(mark, "cached", False) for mark in marks)
-            if cached and route.methods <= {"GET", "HEAD"}:
-                route.ctx.cached_read = True
+            cached = next((mark.cached for mark in marks if mark and mark.cached), None)
+            if cached is not None and route.methods <= {"GET", "HEAD"}:
+                route.ctx.cached_read = cached if callable(cached) else _always
                 route.handler = settles_rate_limit_after(route.handler)
+
+
+def _always(request: Request) -> bool:
+    return True
 
 
 async def _before(request: Request) -> HTTPResponse | None:
@@ -85,7 +90,8 @@ async def _before(request: Request) -> HTTPResponse | None:
     pending_hit.set(None)
     ctx.rate_hit = None if request.path in UNLIMITED_PATHS else _defer_rate_limit(request)
     # A cached read is public: its caller only decides which rate limit counts it.
-    cached_read = request.route is not None and getattr(request.route.ctx, "cached_read", False)
+    cached_when = getattr(request.route.ctx, "cached_read", None) if request.route else None
+    cached_read = cached_when is not None and cached_when(request)
     try:
         replay = await _idempotency_claim(request)
     finally:

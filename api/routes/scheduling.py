@@ -125,8 +125,21 @@ async def publish_slots(request: Request) -> HTTPResponse:
     return raw_json(body, 201)
 
 
+def _open_slots(request: Request) -> bool:
+    """A listing of open slots (the default status): the same for whoever asks, and
+    cached. The doctor's other views depend on the caller's session."""
+    return request.get_args(keep_blank_values=True).getlist("status", ["open"]) == ["open"]
+
+
 @slots.get("/<doctor_id:uuid>/slots")
-@contract("A doctor's slots", tag="doctors", query=SlotQuery, response=SlotList, errors=(403,))
+@contract(
+    "A doctor's slots (the open ones cached until the next change)",
+    tag="doctors",
+    query=SlotQuery,
+    response=SlotList,
+    errors=(403,),
+    cached=_open_slots,
+)
 async def list_slots(request: Request, doctor_id: uuid.UUID) -> HTTPResponse:
     query = parse_query(request, SlotQuery)
     viewer = getattr(request.ctx, "principal", None)

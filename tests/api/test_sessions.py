@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from amrutam.auth.sessions import Revocations
 from amrutam.dev.servers import RedisServer, free_port
-from tests.factories import pg_dsn
+from tests.factories import make_doctor, make_slots, pg_dsn
 from tests.helpers import (
     PASSWORD,
     api_env,
@@ -137,6 +137,28 @@ async def test_logout_ends_the_access_token_at_once(client: httpx.AsyncClient) -
     assert_problem(booking, 401)
     # The other session is not touched.
     assert (await client.get("/v1/auth/me", headers=bearer(other))).status_code == 200
+
+
+async def test_an_ended_session_sees_only_what_anyone_sees_of_its_slots(
+    client: httpx.AsyncClient,
+) -> None:
+    """The open-slot listing is a cached read (its caller's session is not checked);
+    any other view of a doctor's slots still is, however the status is spelled."""
+    doctor = await make_doctor(client)
+    [slot] = await make_slots(client, doctor)
+    listing = f"/v1/doctors/{doctor['id']}/slots"
+    mine = await client.get(listing, params={"status": "all"}, headers=doctor["headers"])
+    assert [s["id"] for s in mine.json()["items"]] == [slot["id"]]
+    assert (await client.post("/v1/auth/logout", headers=doctor["headers"])).status_code == 204
+
+    public = await client.get(listing, headers=doctor["headers"])
+    assert public.status_code == 200
+    assert [s["id"] for s in public.json()["items"]] == [slot["id"]]
+    # The ended session's token counts as no caller here: the private views are refused.
+    for params in ({"status": "all"}, {"status": "booked"}):
+        assert_problem(await client.get(listing, params=params, headers=doctor["headers"]), 403)
+    for query in ("status=open&status=all", "status=", "status=All"):
+        assert_problem(await client.get(f"{listing}?{query}", headers=doctor["headers"]), 422)
 
 
 # --- without Redis ---------------------------------------------------------------------
