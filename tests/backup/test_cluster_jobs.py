@@ -12,6 +12,7 @@ Restores are checked by starting PostgreSQL on the restored folder and reading r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import fcntl
 import json
@@ -269,6 +270,29 @@ def test_a_backup_during_another_waits_for_it_instead_of_failing(cluster: Cluste
     assert len(cluster.repository()) == before + 2  # both ran, one after the other
 
 
+@contextlib.contextmanager
+def _holding(lock: Path, within_s: float = 30.0) -> Iterator[None]:
+    """Hold a pgBackRest lock file as a running backup does. The remote of the backup
+    before may still hold it while it exits (a CI run found it held), and pgBackRest
+    removes the file when it lets go, so each try makes the file anew and checks that
+    the file it locked is still the one at the path. Made here, the file must be the
+    postgres user's, or pgBackRest would be locked out of its own lock file."""
+    deadline = time.monotonic() + within_s
+    while True:
+        lock.touch()
+        chown_to_postgres(lock)
+        with lock.open() as held:
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(held.fileno()).st_ino == os.stat(lock).st_ino:
+                    yield
+                    return
+            except (BlockingIOError, FileNotFoundError):
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.1)
+
+
 def test_a_backup_that_cannot_get_the_lock_stands_down_with_a_message(cluster: Cluster) -> None:
     """Held past half its deadline, the stanza's lock makes a backup skip (exit 0, a
     termination message the operator posts as an Event), never a failed Job."""
@@ -279,12 +303,7 @@ def test_a_backup_that_cannot_get_the_lock_stands_down_with_a_message(cluster: C
     # starts takes it in pgBackRest's default lock path (/tmp/pgbackrest, the pod's /tmp).
     lock = Path("/tmp/pgbackrest/amrutam-backup.lock")
     before = len(cluster.repository())
-    # (pgBackRest removes it when it lets go: made here, it must be the postgres user's,
-    # or pgBackRest would be locked out of its own lock file)
-    lock.touch()
-    chown_to_postgres(lock)
-    with lock.open() as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with _holding(lock):
         done = cluster.run(job, "stand-down")["pgbackrest"]
     assert done.ok, done.output
     assert done.message.startswith("skipped: another backup of the stanza held its lock")
