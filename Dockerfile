@@ -29,8 +29,10 @@ COPY api ./api
 COPY workers ./workers
 COPY operator ./operator
 COPY backup ./backup
+# Rebuilt every time: uv's cache keys a local project's wheel on pyproject.toml alone, so
+# a cached wheel would ship the code of an earlier build.
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable
+    uv sync --locked --no-dev --no-editable --reinstall-package amrutam
 
 # --- runtime: no compilers, no uv, a non-root user ------------------------------------
 FROM python:3.11-slim-bookworm AS runtime
