@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install system-deps run test lint fmt services-up services-down clean bench slo loadtest \
-	image image-test chaos
+	image image-test chaos cluster cluster-down cluster-test
 
 install: system-deps $(VENV)/.synced
 
@@ -82,3 +82,19 @@ image:
 ## image-test: builds the images, boots them and proves them (tests/images), compose too
 image-test: install image
 	bash images/test.sh
+
+## cluster: a single-node Kubernetes on this machine (root), built from its Go modules at
+## the versions of hack/cluster/versions.env and cached by version outside the clone;
+## prints the kubeconfig (hack/cluster/README.md)
+cluster:
+	@bash hack/cluster/up.sh
+
+cluster-down:
+	@bash hack/cluster/down.sh
+
+## cluster-test: the images imported into that cluster, the chart installed with the real
+## Helm, and the tests marked `cluster` (tests/cluster) against it. The cluster stays up.
+cluster-test: install image
+	bash hack/cluster/up.sh >/dev/null
+	bash hack/cluster/load-images.sh $${APP_IMAGE:-localhost/amrutam:dev} $${POSTGRES_IMAGE:-localhost/amrutam-postgresql:dev}
+	pytest -m cluster tests/cluster
