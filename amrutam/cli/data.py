@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import click
 
 from amrutam.cli.common import admin_connection, run
@@ -11,12 +13,37 @@ from amrutam.settings import Settings, get_settings
 
 
 @click.command()
-def migrate() -> None:
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.IntRange(0),
+    default=0,
+    help="seconds to wait for the database to accept connections first",
+)
+def migrate(wait_s: int) -> None:
     """Bring the database schema up to date."""
     from amrutam.infra.migrate import upgrade
 
+    if wait_s:
+        run(lambda _: _await_database(wait_s))
     upgrade(get_settings().database_admin_url)
     click.echo("database is at the latest migration")
+
+
+async def _await_database(wait_s: int) -> None:
+    """Until the owner role connects: a database started beside this Job (the chart's
+    own, on its first install) is still being created, named or started."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        try:
+            async with admin_connection(connect_timeout=5):
+                return
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            if loop.time() >= deadline:
+                raise click.ClickException(f"the database refused for {wait_s} s: {exc!r}") from exc
+            click.echo(f"waiting for the database: {type(exc).__name__}", err=True)
+            await asyncio.sleep(2)
 
 
 @click.command()
