@@ -80,6 +80,14 @@ def env_secret(
     def kept(key: str) -> str:
         return given.get(key) or existing.get(key) or new()
 
+    def held(key: str) -> str:
+        """An outside service's password, which only the operator can give: the one given,
+        else the one held (an upgrade that leaves it out of the values keeps it)."""
+        value = given.get(key) or existing.get(key, "")
+        if value:
+            data[key] = value
+        return value
+
     db, redis = plan.database, plan.redis
     data = {
         "AMRUTAM_APP_ROLE_PASSWORD": kept("AMRUTAM_APP_ROLE_PASSWORD"),
@@ -87,16 +95,18 @@ def env_secret(
         "AMRUTAM_AUDIT_SIGNING_KEY": kept("AMRUTAM_AUDIT_SIGNING_KEY"),
         "AMRUTAM_MFA_ENCRYPTION_KEY": kept("AMRUTAM_MFA_ENCRYPTION_KEY"),
     }
-    admin_user, admin_password = db.admin_user, given.get("DATABASE_ADMIN_PASSWORD", "")
     if db.in_cluster:
         data["POSTGRES_PASSWORD"] = admin_password = kept("POSTGRES_PASSWORD")
         admin_user = "postgres"
+    else:
+        admin_user, admin_password = db.admin_user, held("DATABASE_ADMIN_PASSWORD")
     where = f"{db.host}:{db.port}/{db.name}?ssl={db.sslmode}"
     app = quote(data["AMRUTAM_APP_ROLE_PASSWORD"], safe="")
     data["AMRUTAM_DATABASE_URL"] = f"postgresql+asyncpg://amrutam_app:{app}@{where}"
     admin = f"{quote(admin_user, safe='')}:{quote(admin_password, safe='')}"
     data["AMRUTAM_DATABASE_ADMIN_URL"] = f"postgresql+asyncpg://{admin}@{where}"
-    auth = f":{quote(given['REDIS_PASSWORD'], safe='')}@" if given.get("REDIS_PASSWORD") else ""
+    redis_password = held("REDIS_PASSWORD")
+    auth = f":{quote(redis_password, safe='')}@" if redis_password else ""
     scheme = "rediss" if redis.tls else "redis"
     data["AMRUTAM_REDIS_URL"] = f"{scheme}://{auth}{redis.host}:{redis.port}/{redis.db}"
     return data

@@ -60,3 +60,20 @@ async def test_generated_keys_survive_every_sync_and_given_values_win(cluster: C
     assert after["AMRUTAM_AUDIT_SIGNING_KEY"] == first["AMRUTAM_AUDIT_SIGNING_KEY"]
     url = make_url(after["AMRUTAM_DATABASE_URL"])
     assert (url.username, url.password, url.host) == ("amrutam_app", password, "postgresql")
+
+
+async def test_outside_passwords_given_once_are_kept_when_a_later_sync_leaves_them_out(
+    cluster: Cluster,
+) -> None:
+    """N11: the managed database's administrator and Redis passwords cannot be generated;
+    an upgrade or sync whose values leave them out blanked them in the Secret."""
+    given = {"secrets": {"databaseAdminPassword": "adm:in/pw", "redisPassword": "re@dis"}}
+    await run_job(given)
+    await run_job({})  # e.g. values kept in a secret store, not in the chart's values
+    after = stored(cluster)
+    admin = make_url(after["AMRUTAM_DATABASE_ADMIN_URL"])
+    assert (admin.username, admin.password) == ("amrutam_admin", "adm:in/pw")
+    assert make_url(after["AMRUTAM_REDIS_URL"]).password == "re@dis"
+    # A password given later still wins.
+    await run_job({"secrets": {"redisPassword": "rotated"}})
+    assert make_url(stored(cluster)["AMRUTAM_REDIS_URL"]).password == "rotated"
