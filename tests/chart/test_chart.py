@@ -15,7 +15,7 @@ import helm_python as helm
 import kubernetes_validate
 import pytest
 import yaml
-from amrutam_operator import manifests
+from amrutam_operator import crd_upgrade, manifests
 from amrutam_operator import secrets as generator
 from amrutam_operator.kube import CALLS
 
@@ -254,7 +254,7 @@ def test_operator_rbac_covers_every_call_and_nothing_wild() -> None:
     assert not allows(rules, "apps", "deployments", "patch")
 
 
-def test_rbac_binds_only_the_operator_and_the_secrets_job() -> None:
+def test_rbac_binds_only_the_operator_and_the_hook_jobs() -> None:
     docs = render({})
     accounts = {
         f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"].get(
@@ -264,9 +264,10 @@ def test_rbac_binds_only_the_operator_and_the_secrets_job() -> None:
     }
     assert accounts["Deployment/amrutam-operator"] == "amrutam-operator"
     assert accounts["Job/amrutam-secrets"] == "amrutam-secrets"
+    assert accounts["Job/amrutam-crds"] == "amrutam-crds"
     for binding in of_kind(docs, "RoleBinding") + of_kind(docs, "ClusterRoleBinding"):
         ((subject),) = binding["subjects"]
-        assert subject["name"] in ("amrutam-operator", "amrutam-secrets")
+        assert subject["name"] in ("amrutam-operator", "amrutam-secrets", "amrutam-crds")
         assert subject["namespace"] == "amrutam"
     others = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] != "amrutam-operator"]
     for deployment in others:
@@ -282,6 +283,22 @@ def test_the_secrets_job_may_write_its_own_secret_and_nothing_else() -> None:
         assert set(rule["verbs"]) <= {"create", "get", "patch"}
         if set(rule["verbs"]) & {"get", "patch"}:
             assert rule["resourceNames"] == ["amrutam-env"]
+
+
+def test_the_crds_job_may_write_the_charts_crds_and_only_exists_during_an_upgrade() -> None:
+    docs = render({})
+    rules = rbac_rules(docs, "amrutam-crds")
+    assert not [call for call in sorted(crd_upgrade.CALLS) if not allows(rules, *call)]
+    ours = sorted(
+        yaml.safe_load(p.read_text())["metadata"]["name"] for p in (CHART / "crds").glob("*.yaml")
+    )
+    for rule in rules:
+        assert rule["resources"] == ["customresourcedefinitions"]
+        if rule["verbs"] != ["create"]:  # a new CRD has no name to limit create to
+            assert sorted(rule["resourceNames"]) == ours
+    for doc in docs:
+        if doc["metadata"]["name"].startswith("amrutam-crds"):
+            assert doc["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade", doc["kind"]
 
 
 def test_migrations_run_before_the_deployments() -> None:
@@ -332,6 +349,9 @@ def test_network_policies_select_the_pods_they_mean() -> None:
     pods = {
         d["metadata"]["name"].removeprefix("amrutam-"): d["spec"]["template"]["metadata"]["labels"]
         for d in of_kind(docs, "Deployment") + of_kind(docs, "Job")
+    } | {
+        d["metadata"]["name"].removeprefix("amrutam-"): d["metadata"]["labels"]
+        for d in of_kind(docs, "Pod")
     }
     policies = {
         p["metadata"]["name"].removeprefix("amrutam-"): p for p in of_kind(docs, "NetworkPolicy")
@@ -341,7 +361,17 @@ def test_network_policies_select_the_pods_they_mean() -> None:
         selector = policies[policy]["spec"]["podSelector"]
         return {name for name, labels in pods.items() if matches(selector, labels)}
 
-    everything = {"api", "worker", "beat", "operator", "migrate", "cleanup", "secrets"}
+    everything = {
+        "api",
+        "worker",
+        "beat",
+        "operator",
+        "migrate",
+        "cleanup",
+        "secrets",
+        "crds",
+        "test",
+    }
     assert selected("default-deny") == everything
     for component in everything:
         assert selected(f"egress-{component}") == {component}
@@ -357,20 +387,27 @@ def test_network_policies_select_the_pods_they_mean() -> None:
     }
     assert egress_ports["api"] == {5432, 6379}
     # The Kubernetes API: the operator, its uninstall hook (which only deletes its CRs) and
-    # the Job that writes the generated Secret.
-    kube_api = {"operator", "cleanup", "secrets"}
+    # the Jobs that write the generated Secret and the CRDs.
+    kube_api = {"operator", "cleanup", "secrets", "crds"}
     assert {c for c, ports in egress_ports.items() if 6443 in ports} == kube_api
     # HTTPS: those, and the in-cluster PostgreSQL (WAL to S3).
     assert {c for c, ports in egress_ports.items() if 443 in ports} == kube_api | {"postgresql"}
-    assert egress_ports["cleanup"] == egress_ports["secrets"] == {443, 6443}
+    assert egress_ports["cleanup"] == egress_ports["secrets"] == egress_ports["crds"] == {443, 6443}
+    assert egress_ports["test"] == {8000}
     assert selected("api-ingress") == {"api"}
     assert selected("metrics-ingress") == {"api", "worker", "operator"}
     # Only the ingress controller may open the API port (F26: a monitoring pod could
     # otherwise claim any X-Forwarded-For); Prometheus reaches the metrics ports only.
     (rule,) = policies["api-ingress"]["spec"]["ingress"]
-    assert [s["namespaceSelector"] for s in rule["from"]] == [
+    assert [s["namespaceSelector"] for s in rule["from"] if "namespaceSelector" in s] == [
         {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     ]
+    # and the chart's own `helm test` pod, in the release's namespace
+    assert [
+        matches(s["podSelector"], pods["test"])
+        for s in rule["from"]
+        if "namespaceSelector" not in s
+    ] == [True]
     assert [p["port"] for p in rule["ports"]] == [8000]
     (scrape,) = policies["metrics-ingress"]["spec"]["ingress"]
     assert 8000 not in {p["port"] for p in scrape["ports"]}
@@ -555,7 +592,7 @@ def test_in_cluster_postgresql_archives_to_s3_and_serves_backup_jobs_over_tls() 
         "worker",
         "beat",
         "operator",
-        "migrate",
+        "migrate-install",  # on a first install it is one of the release's objects (N5)
     }
     assert {n for n, labels in pods.items() if matches(policy["spec"]["podSelector"], labels)} == {
         "postgresql"
@@ -703,7 +740,7 @@ def test_a_gitops_sync_renders_the_same_objects_every_time(name: str) -> None:
     """Argo CD and Flux render with no cluster to ask (no `lookup`): nothing may re-roll."""
     once, again = (render(VALUE_SETS[name], installed=False) for _ in range(2))
     assert once == again
-    for template in (CHART / "templates").iterdir():
+    for template in (CHART / "templates").rglob("*.*"):
         text = template.read_text()
         for call in ("lookup", "randAlpha", "randAscii", "randNumeric", "uuidv4", "genPrivateKey"):
             assert call not in text, f"{template.name} calls {call}"

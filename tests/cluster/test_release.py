@@ -1,0 +1,254 @@
+"""The chart's release in the real cluster, in the order a platform team lives it: install
+(with the chart's own PostgreSQL), use through the Service, inspect with kubectl, upgrade.
+Uninstall is test_uninstall.py's, which runs after this module."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.cluster.kube import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    component,
+    get,
+    helm,
+    kubectl,
+    pods_of,
+    wait_until,
+)
+from tests.factories import PROFILE
+from tests.helpers import PASSWORD, totp_code, unique_email
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release")]
+REVISION = "platform.amrutam.io/schema-revision"
+
+
+def api_url() -> str:
+    service = get("service", f"{RELEASE}-api")
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
+
+
+def test_install_with_the_in_cluster_database_migrates_and_every_workload_is_ready() -> None:
+    """N5: with postgresql.enabled the migration is not a pre-install hook (it would run
+    before the database exists, and `helm install` could never succeed)."""
+    migrate = get("job", f"{RELEASE}-migrate-install")
+    assert migrate["status"].get("succeeded") == 1, migrate["status"]
+    assert "helm.sh/hook" not in migrate["metadata"].get("annotations", {})
+    for deployment in get("deployments"):
+        status, name = deployment["status"], deployment["metadata"]["name"]
+        assert status.get("readyReplicas") == deployment["spec"]["replicas"], (name, status)
+    database = get("statefulset", f"{RELEASE}-postgresql")
+    assert database["status"].get("readyReplicas") == 1, database["status"]
+    claim = get("pvc", f"data-{RELEASE}-postgresql-0")
+    assert claim["status"]["phase"] == "Bound"
+
+
+def test_helm_test_reaches_the_api_through_its_service() -> None:
+    out = helm("test", RELEASE, "--namespace", NAMESPACE, timeout=300)
+    assert re.search(rf"TEST SUITE:\s+{RELEASE}-test\n.*Phase:\s+Succeeded", out, re.S), out
+    assert not get("pods", **component("test")), "a test pod that passed is left behind"
+
+
+def test_every_pod_is_admitted_under_the_restricted_pod_security_standard() -> None:
+    namespace = get("namespace", NAMESPACE, namespace="")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # A pod the standard refuses never exists: its controller records FailedCreate.
+    refusals = [
+        event["message"]
+        for event in get("events")
+        if event["reason"] in ("FailedCreate", "FailedCreatePodSandBox")
+    ]
+    assert refusals == []
+    # The admission plugin itself, asked with a server-side dry run, agrees for each pod.
+    for pod in get("pods"):
+        if pod["status"].get("phase") == "Succeeded":
+            continue
+        spec = {k: pod[k] for k in ("apiVersion", "kind", "spec")}
+        spec["metadata"] = {"name": f"psa-{uuid.uuid4().hex[:8]}", "namespace": NAMESPACE}
+        spec["spec"].pop("nodeName", None)
+        out = kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", input_json=spec)
+        assert out.startswith("pod/"), out
+
+
+def _doctor_with_a_slot(http: httpx.Client) -> str:
+    email = unique_email("doctor")
+    body = {"email": email, "password": PASSWORD, "full_name": "Dr Cluster", "role": "doctor"}
+    registered = http.post("/v1/auth/register", json=body)
+    assert registered.status_code == 201, registered.text
+    tokens = registered.json()
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    setup = http.post("/v1/auth/mfa/setup", headers=auth)
+    assert setup.status_code == 200, setup.text
+    code = totp_code(setup.json()["secret"])
+    assert http.post("/v1/auth/mfa/confirm", headers=auth, json={"code": code}).status_code == 200
+    fresh = http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert fresh.status_code == 200, fresh.text
+    auth = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    profile = http.put("/v1/doctors/me/profile", headers=auth, json=PROFILE)
+    assert profile.status_code == 200, profile.text
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    slot = {"starts_at": start.isoformat(), "ends_at": (start + timedelta(minutes=30)).isoformat()}
+    made = http.post("/v1/doctors/me/slots", headers=auth, json={"slots": [slot]})
+    assert made.status_code == 201, made.text
+    return str(made.json()["items"][0]["id"])
+
+
+def _sql(query: str) -> str:
+    """psql in the database pod, as its superuser over the local socket."""
+    return kubectl(
+        "exec", "-n", NAMESPACE, f"{RELEASE}-postgresql-0", "-c", "postgresql", "--",
+        "psql", "-U", "postgres", "-d", "amrutam", "-Atc", query,
+    ).strip()  # fmt: skip
+
+
+def test_register_log_in_and_book_through_the_service_and_the_worker_confirms() -> None:
+    with httpx.Client(base_url=api_url(), timeout=30) as http:
+        slot = _doctor_with_a_slot(http)
+        email = unique_email("patient")
+        body = {"email": email, "password": PASSWORD, "full_name": "P", "role": "patient"}
+        assert http.post("/v1/auth/register", json=body).status_code == 201
+        login = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        booked = http.post(
+            "/v1/appointments/book",
+            json={"slot_id": slot, "reason": "cluster test"},
+            headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert booked.status_code == 201, booked.text
+        appointment = booked.json()["id"]
+    # beat relays the outbox; a worker pod delivers the confirmation.
+    wait_until(
+        lambda: (
+            _sql(
+                "SELECT count(*) FROM notifications "
+                f"WHERE appointment_id = '{appointment}' AND status = 'sent'"
+            )
+            != "0"
+        ),
+        "the worker sent the booking's confirmation",
+    )
+
+
+def _printed(kind: str) -> list[dict[str, str]]:
+    """`kubectl get KIND` as a person reads it: header and rows, by column."""
+    lines = kubectl("get", kind, "-n", NAMESPACE).splitlines()
+    header = re.split(r"\s{2,}", lines[0].strip())  # names may hold one space
+    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=True)) for line in lines[1:]]
+
+
+def test_kubectl_get_prints_each_custom_resource_with_real_values() -> None:
+    policy = wait_until(
+        lambda: [row for row in _printed("auditpartitionpolicies") if row.get("READY") == "True"],
+        "the AuditPartitionPolicy reports Ready",
+    )[0]
+    assert policy["INTERVAL"] == "monthly", policy
+    assert int(policy["PARTITIONS"]) >= 4, policy  # the current month and 3 ahead
+    scaling = wait_until(
+        lambda: [row for row in _printed("scalingpolicies") if row.get("READY") == "True"],
+        "the ScalingPolicy reports Ready",
+    )[0]
+    assert scaling["TARGET"] == f"{RELEASE}-worker", scaling
+    assert int(scaling["CURRENT"]) >= 1, scaling
+    assert scaling["OBSERVED"] != "<none>", scaling
+
+
+def test_an_upgrade_rolls_only_the_pods_whose_settings_changed_and_keeps_the_data() -> None:
+    before = {name: pods_of(name) for name in ("api", "worker", "beat", "operator", "postgresql")}
+    users = _sql("SELECT count(*) FROM users")
+    helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
+        "--set", "worker.concurrency=3", "--wait", "--timeout", "10m",
+    )  # fmt: skip
+    wait_until(
+        lambda: pods_of("worker") and not set(pods_of("worker")) & set(before["worker"]),
+        "the worker pods are replaced",
+    )
+    for name in ("api", "beat", "operator", "postgresql"):
+        assert pods_of(name) == before[name], f"{name} pods were rolled by a worker-only change"
+    assert _sql("SELECT count(*) FROM users") == users
+    with httpx.Client(base_url=api_url(), timeout=30) as http:
+        assert http.get("/readyz").status_code == 200
+
+
+def _leftover_hook_objects() -> list[str]:
+    names = (f"{RELEASE}-secrets-given", f"{RELEASE}-secrets", f"{RELEASE}-crds")
+    found = kubectl(
+        "get", "secrets,serviceaccounts,roles,rolebindings,configmaps,jobs", "-n", NAMESPACE,
+        "-o", "name",
+    ).split()  # fmt: skip
+    found += kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").split()
+    return [obj for obj in found if obj.split("/")[1].removesuffix(f"-{NAMESPACE}") in names]
+
+
+def test_the_secrets_hook_leaves_no_helpers_and_keeps_a_password_left_out_later(
+    redis_password: str,
+) -> None:
+    """N11: the given values' copy and the account that may create Secrets were hooks
+    that stayed for ever; an outside service's password left out of a later upgrade's
+    values was blanked in the Secret."""
+    assert _leftover_hook_objects() == []
+    # The values again, but without the Redis password given at install.
+    helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reset-values",
+        "--values", str(CHART.parents[1] / "tests" / "cluster" / "values.yaml"),
+        "--wait", "--timeout", "10m",
+    )  # fmt: skip
+    env = get("secret", f"{RELEASE}-env")["data"]
+    assert base64.b64decode(env["REDIS_PASSWORD"]).decode() == redis_password
+    with httpx.Client(base_url=api_url(), timeout=30) as http:
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+    assert _leftover_hook_objects() == []
+
+
+def test_an_upgrade_whose_crds_changed_applies_them_and_leaves_an_operator_running(
+    tmp_path: Path,
+) -> None:
+    """N8: Helm never upgrades crds/, and the new operator refuses older CRDs: the upgrade
+    reported success while no operator ran. The pre-upgrade hook applies newer ones."""
+    chart = tmp_path / "amrutam"
+    shutil.copytree(CHART, chart)
+    crd_file = chart / "crds" / "scalingpolicies.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    annotations = crd["metadata"]["annotations"]
+    newer = int(annotations[REVISION]) + 1
+    annotations[REVISION] = str(newer)
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    columns.insert(1, {"name": "Kind", "type": "string", "jsonPath": ".spec.targetRef.kind"})
+    crd_file.write_text(yaml.safe_dump(crd))
+    try:
+        _upgrade_to_newer_crds(chart, newer)
+    finally:  # the cluster's CRD as the chart has it, for the next install on this cluster
+        kubectl("replace", "-f", str(CHART / "crds" / "scalingpolicies.yaml"))
+
+
+def _upgrade_to_newer_crds(chart: Path, newer: int) -> None:
+    helm(
+        "upgrade", RELEASE, str(chart), "--namespace", NAMESPACE, "--reuse-values",
+        "--set", "config.logLevel=DEBUG", "--wait", "--timeout", "10m",
+    )  # fmt: skip
+    stored = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
+    assert stored["metadata"]["annotations"][REVISION] == str(newer)
+    assert "KIND" in kubectl("get", "scalingpolicies", "-n", NAMESPACE)
+    # The new operator started on them (it refuses older ones) and stays ready.
+    operator = get("deployment", f"{RELEASE}-operator")
+    assert operator["status"].get("readyReplicas") == 1, operator["status"]
+    # Back to the chart as it is: an older revision is never applied over a newer one.
+    helm(
+        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
+        "--set", "config.logLevel=INFO", "--wait", "--timeout", "10m",
+    )  # fmt: skip
+    stored = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
+    assert stored["metadata"]["annotations"][REVISION] == str(newer)
+    assert _leftover_hook_objects() == []

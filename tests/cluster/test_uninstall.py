@@ -1,0 +1,53 @@
+"""`helm uninstall` of the release test_release.py installed (this module runs after it):
+the pre-delete hook removes the custom resources while the operator still runs, and what
+is left is exactly what the release's NOTES say."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cluster.kube import NAMESPACE, RELEASE, helm, kubectl, wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release")]
+
+CUSTOM = "auditpartitionpolicies,scalingpolicies,backupschedules,pointintimerestores"
+KINDS = (
+    "deployments,statefulsets,jobs,cronjobs,pods,services,configmaps,secrets,"
+    "persistentvolumeclaims,serviceaccounts,roles,rolebindings,networkpolicies,"
+    "poddisruptionbudgets,horizontalpodautoscalers"
+)
+# What every namespace has of its own.
+CLUSTER_MADE = {"configmap/kube-root-ca.crt", "serviceaccount/default"}
+
+
+def test_uninstall_removes_the_custom_resources_first_and_leaves_what_the_notes_say() -> None:
+    notes = helm("get", "notes", RELEASE, "--namespace", NAMESPACE)
+    assert kubectl("get", CUSTOM, "-n", NAMESPACE, "-o", "name").split(), "nothing to remove"
+    helm("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
+    # With the operator gone first, a resource would hang on its finalizer for ever.
+    assert kubectl("get", CUSTOM, "-n", NAMESPACE, "-o", "name") == ""
+    ran = kubectl(
+        "get", "events", "-n", NAMESPACE, "-o", "jsonpath={.items[*].reason}",
+        "--field-selector", f"involvedObject.kind=Job,involvedObject.name={RELEASE}-cleanup",
+    ).split()  # fmt: skip
+    assert "Completed" in ran, ran
+
+    def left() -> set[str]:
+        names = kubectl("get", KINDS, "-n", NAMESPACE, "-o", "name").split()
+        kinds = {
+            f"{kind.split('.')[0]}/{name}" for kind, _, name in (n.partition("/") for n in names)
+        }
+        return kinds - CLUSTER_MADE
+
+    wait_until(lambda: not any(n.startswith("pod/") for n in left()), "the release's pods are gone")
+    remaining = left()
+    expected = {
+        f"configmap/{RELEASE}-env",
+        f"secret/{RELEASE}-env",
+        f"persistentvolumeclaim/data-{RELEASE}-postgresql-0",
+    }
+    assert remaining == expected
+    for name in expected:
+        assert name.split("/")[1] in notes, (name, notes)
+    # Helm never deletes CRDs, as the notes say.
+    assert "scalingpolicies.platform.amrutam.io" in kubectl("get", "crds", "-o", "name")
