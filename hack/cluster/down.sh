@@ -33,16 +33,18 @@ if [[ -S $sock ]] && command -v ctr >/dev/null; then
 fi
 stop containerd
 # containerd's shims outlive it; they hold the pods' processes.
-pkill -9 -f "containerd-shim-runc-v2 -namespace k8s.io -address $sock" 2>/dev/null
+pkill -9 -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $sock" 2>/dev/null
 for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
 [[ -x $state/bin/kube-proxy ]] && "$state/bin/kube-proxy" --cleanup >/dev/null 2>&1
 
 # Mounts under the state folder and containerd's run folder, deepest first.
 grep -E " ($state|/run/amrutam-containerd)[/ ]" /proc/self/mounts | awk '{print $2}' \
   | sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null; done
+# The pods' network namespaces (a namespace hidden under a later bind mount of
+# /run/netns, e.g. podman's, cannot be unmounted: its veth goes below, it stays empty).
 for ns in /run/netns/cni-*; do
   [[ -e $ns ]] || continue
-  umount "$ns" 2>/dev/null; rm -f "$ns"
+  umount "$ns" 2>/dev/null && rm -f "$ns"
 done
 
 # The kubelet's chains that kube-proxy --cleanup leaves, and our drops.
@@ -60,6 +62,9 @@ for cidr in "$POD_CIDR" "$SERVICE_CIDR"; do
   done
 done
 ip route del "$SERVICE_CIDR" 2>/dev/null
+for veth in $(ip -o link show master "$CNI_BRIDGE" 2>/dev/null | awk -F'[:@ ]+' '{print $2}'); do
+  ip link del "$veth" 2>/dev/null
+done
 ip link del "$CNI_BRIDGE" 2>/dev/null
 ip link del "$NODE_BRIDGE" 2>/dev/null
 [[ -f $run/ip_forward ]] && cat "$run/ip_forward" > /proc/sys/net/ipv4/ip_forward
