@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import socket
 from functools import lru_cache
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GROUP = "platform.amrutam.io"
 VERSION = "v1alpha1"
+
+
+class JobPod(BaseModel):
+    """Fields of a pod spec, as Kubernetes spells them (the chart passes them as JSON)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    image_pull_secrets: list[dict[str, Any]] = Field(default=[], alias="imagePullSecrets")
+    node_selector: dict[str, str] = Field(default={}, alias="nodeSelector")
+    tolerations: list[dict[str, Any]] = []
+    affinity: dict[str, Any] = {}
+    priority_class_name: str = Field(default="", alias="priorityClassName")
+
+    def fields(self) -> dict[str, Any]:
+        """The pod spec's fields that are set."""
+        return self.model_dump(by_alias=True, exclude_defaults=True)
 
 
 class OperatorSettings(BaseSettings):
@@ -45,6 +62,9 @@ class OperatorSettings(BaseSettings):
     # image (PostgreSQL and the same pgBackRest), as the user it runs as.
     postgres_image: str = "ghcr.io/amrutam/postgresql-pgbackrest:15"
     postgres_uid: int = Field(999, ge=1)
+    # Laid on the pod of every Job and CronJob it makes (backups, restores, drills): pull
+    # secrets and placement, which a private registry and tainted node pools need.
+    job_pod: JobPod = Field(default_factory=lambda: JobPod())
     backup_status_interval_s: float = Field(60.0, gt=0)
     metrics_port: int = Field(9810, ge=0, le=65535, description="0 turns the endpoint off")
     # Threads for blocking calls (Kubernetes client, pgBackRest, Celery control).

@@ -153,6 +153,7 @@ def _pod(
         "metadata": {"labels": dict(labels)},
         "spec": {
             **account,
+            **settings().job_pod.fields(),  # pull secrets and placement, from the chart
             "restartPolicy": "Never",
             "securityContext": {
                 "runAsNonRoot": True,

@@ -841,3 +841,65 @@ def test_the_chart_label_is_valid_for_a_build_version(tmp_path: Path) -> None:
     labels = re.findall(r"helm.sh/chart: (\S+)", "".join(out.values()))
     assert labels
     assert set(labels) == {"amrutam-0.1.0_build.7"}
+
+
+def test_jobs_the_operator_makes_get_the_charts_pull_secrets_and_placement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """N6: backup, restore and drill Jobs had no pull secrets or placement: ImagePullBackOff
+    with a private registry, Pending on tainted node pools. The operator's environment, as
+    rendered, reaches every pod it builds."""
+    pull = [{"name": "registry-credentials"}]
+    values = {**IN_CLUSTER_POSTGRES, "imagePullSecrets": pull}
+    placement = {
+        k: PLACED[k] for k in ("nodeSelector", "tolerations", "affinity", "priorityClassName")
+    }
+    values["backups"] = {**BACKUPS, "jobs": placement}
+    docs = render(values)
+    (container,) = named(docs, "Deployment", "amrutam-operator")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    monkeypatch.setenv("AMRUTAM_OPERATOR_JOB_POD", env["AMRUTAM_OPERATOR_JOB_POD"])
+    monkeypatch.setattr(manifests, "settings", type(manifests.settings()))
+    (schedule,) = of_kind(docs, "BackupSchedule")
+    pods = {
+        "backup": manifests.backup_job_spec("amrutam-full", schedule["spec"], "full")["template"],
+        "drill": manifests.drill_job_spec("amrutam-drill", schedule["spec"])["template"],
+    }
+    for name, pod in pods.items():
+        assert pod["spec"]["imagePullSecrets"] == pull, name
+        for field in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+            assert pod["spec"][field] == PLACED[field], (name, field)
+    # The database's own pods and the backup account pull with them too.
+    database = named(docs, "StatefulSet", "amrutam-postgresql")["spec"]["template"]["spec"]
+    assert database["imagePullSecrets"] == pull
+    assert named(docs, "ServiceAccount", "amrutam-backup")["imagePullSecrets"] == pull
+
+
+def test_dns_and_the_apis_direct_sources_are_values_with_the_old_behaviour_by_default() -> None:
+    """N7: DNS was pinned to kube-dns pods on port 53 (NodeLocal DNSCache and OpenShift's
+    5353 blocked), and only an ingress controller pod could reach the API (no ipBlock for
+    load balancers that send straight to pods)."""
+
+    def policies(values: dict[str, Any]) -> dict[str, Any]:
+        return {p["metadata"]["name"]: p["spec"] for p in of_kind(render(values), "NetworkPolicy")}
+
+    default = policies({})
+    (dns, _) = default["amrutam-egress-api"]["egress"]
+    assert dns["to"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+    ]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    nodelocal = {"ipBlock": {"cidr": "169.254.20.10/32"}}
+    openshift = [{"port": 5353, "protocol": "UDP"}, {"port": 5353, "protocol": "TCP"}]
+    balancer = {"ipBlock": {"cidr": "10.0.0.0/16"}}
+    changed = policies(
+        {"networkPolicy": {"dns": {"to": [nodelocal], "ports": openshift}, "apiFrom": [balancer]}}
+    )
+    for name, spec in changed.items():
+        if name.startswith("amrutam-egress-"):
+            assert spec["egress"][0] == {"to": [nodelocal], "ports": openshift}, name
+    (rule,) = changed["amrutam-api-ingress"]["ingress"]
+    assert rule["from"][-1] == balancer
+    assert rule["from"][:-1] == default["amrutam-api-ingress"]["ingress"][0]["from"]
