@@ -31,6 +31,7 @@ from amrutam.backups import status as repo_status
 from amrutam.backups.pgbackrest import BackupError, PgBackRest
 from amrutam.backups.scripts import restore_report
 from amrutam.infra.db import libpq_dsn
+from amrutam.infra.system import chown_to_postgres
 from amrutam_operator import conditions, kube, metrics, turns
 from amrutam_operator.config import GROUP, VERSION, settings
 from amrutam_operator.manifests import (
@@ -184,9 +185,17 @@ def _info(
         (root / "pgbackrest.conf").write_text(config)
         (root / "pgbackrest.conf").chmod(0o644)
         options = ["--log-level-file=off", f"--lock-path={root}", *repo]
+        # The client certificate is a repository host's only when there is one: with an
+        # object store (the chart's S3) `info` reads the repository itself, and pgBackRest
+        # refuses repo1-host-* options without a TLS repository host.
+        remote = "repo1-host=" in config or any(o.startswith("--repo1-host=") for o in repo)
         for key, option in (("tls.crt", "cert"), ("tls.key", "key"), ("ca.crt", "ca")):
-            if tls is not None:
+            if tls is not None and remote:
+                # pgBackRest refuses a key that its group or others may read; it runs as
+                # the postgres user where the operator runs as root (tests, a host).
+                (root / key).touch(mode=0o600)
                 (root / key).write_text(tls.get(key, ""))
+                chown_to_postgres(root / key)
                 options.append(f"--repo1-host-{option}-file={root / key}")
         # A hung object store must not hold a thread for ever.
         return PgBackRest(root / "pgbackrest.conf", stanza, env).info(*options, timeout=120)

@@ -102,11 +102,14 @@ class Cluster:
         config = self.sources.configmaps["amrutam-pgbackrest"]["pgbackrest.conf"]
         spec = self.schedule["spec"]
         env = {**KEYS, **self.env}
+        # With the client certificate the chart's values name, as the operator passes it
+        # (N1: it passed it as a repository host's, and pgBackRest refused every call).
+        tls = self.sources.secrets[spec["tlsSecretRef"]["name"]]
         found = _info(
             self.sources.rewrite("amrutam-pgbackrest", config),
             "amrutam",
             env,
-            None,
+            tls,
             manifests.repo_options(spec),
         )
         return status.backups(found)

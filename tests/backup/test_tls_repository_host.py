@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from amrutam_operator.backups import _info
 
 from amrutam.backups.config import render
 from amrutam.backups.pgbackrest import PgBackRest
@@ -99,7 +100,7 @@ def arrangement(workdir: Path) -> Iterator[tuple[Archived, PgBackRest]]:
 
 
 def test_repository_host_backs_up_the_database_host_over_tls(
-    arrangement: tuple[Archived, PgBackRest],
+    arrangement: tuple[Archived, PgBackRest], workdir: Path
 ) -> None:
     db, repository = arrangement
     repository.stanza_create()
@@ -112,6 +113,14 @@ def test_repository_host_backs_up_the_database_host_over_tls(
 
     assert [b["type"] for b in repository.info()["backup"]] == ["full"]
     assert [b["type"] for b in db.repo.info()["backup"]] == ["full"]  # seen from either side
+    # The operator, given the database host's configuration and a client certificate,
+    # reads the repository through the repository host with that certificate (N1: it
+    # passes it as a repository host's only when there is one).
+    certs = workdir / "backup-tls" / "certs"
+    client = {"tls.crt": "client.crt", "tls.key": "client.key", "ca.crt": "ca.crt"}
+    tls = {key: (certs / name).read_text() for key, name in client.items()}
+    found = _info(db.repo.config.read_text(), STANZA, {}, tls, [])
+    assert [b["type"] for b in found["backup"]] == ["full"], found["status"]
 
     into = db.scratch / "restored"
     into.mkdir(mode=0o700)
