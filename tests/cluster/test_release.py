@@ -5,6 +5,7 @@ Uninstall is test_uninstall.py's, which runs after this module."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from amrutam_operator import kube as operator_kube
 
 from tests.cluster.kube import (
     CHART,
@@ -78,6 +80,37 @@ def test_every_pod_is_admitted_under_the_restricted_pod_security_standard() -> N
         spec["spec"].pop("nodeName", None)
         out = kubectl("create", "--dry-run=server", "-f", "-", "-o", "name", input_json=spec)
         assert out.startswith("pod/"), out
+
+
+def _can(account: str, group: str, resource: str, verb: str) -> bool:
+    """The API server's own authorizer, asked as the release's service account."""
+    plural, _, sub = resource.partition("/")
+    target = f"{plural}.{group}" if group else plural
+    answer = kubectl(
+        "auth", "can-i", verb, target, *(["--subresource", sub] if sub else []),
+        "-n", NAMESPACE, "--as", f"system:serviceaccount:{NAMESPACE}:{account}",
+        check=False,
+    )  # fmt: skip
+    return answer.strip().splitlines()[0] == "yes"
+
+
+def test_the_operator_may_make_every_call_it_makes_and_is_refused_outside_its_grant() -> None:
+    account = f"{RELEASE}-operator"
+    assert [call for call in sorted(operator_kube.CALLS) if not _can(account, *call)] == []
+    for outside in (
+        ("", "secrets", "list"),  # it reads the Secrets it is given, by name
+        ("", "pods", "delete"),
+        ("", "pods/exec", "create"),
+        ("rbac.authorization.k8s.io", "clusterrolebindings", "create"),
+        ("apiextensions.k8s.io", "customresourcedefinitions", "update"),
+    ):
+        assert not _can(account, *outside), outside
+    # A real request outside the grant, made as the account, is refused by the API server.
+    refused = kubectl(
+        "get", "secrets", "-n", "kube-system", "--as",
+        f"system:serviceaccount:{NAMESPACE}:{account}", check=False,
+    )  # fmt: skip
+    assert "Forbidden" in refused, refused
 
 
 def _doctor_with_a_slot(http: httpx.Client) -> str:
@@ -252,3 +285,29 @@ def _upgrade_to_newer_crds(chart: Path, newer: int) -> None:
     stored = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
     assert stored["metadata"]["annotations"][REVISION] == str(newer)
     assert _leftover_hook_objects() == []
+
+
+def test_network_policies_with_other_dns_and_direct_load_balancers_are_accepted() -> None:
+    """N7: DNS (NodeLocal DNSCache's address, OpenShift's port) and the API's direct
+    sources are values; the API server accepts the policies they make (a server-side dry
+    run: this cluster has no NetworkPolicy engine to enforce them yet)."""
+    rendered = helm(
+        "template", "check", str(CHART), "--namespace", NAMESPACE,  # beside the release's own
+        "--show-only", "templates/networkpolicies.yaml",
+        "--set", "networkPolicy.dns.to[0].ipBlock.cidr=169.254.20.10/32",
+        "--set", "networkPolicy.dns.ports[0].port=5353",
+        "--set", "networkPolicy.dns.ports[0].protocol=UDP",
+        "--set", "networkPolicy.apiFrom[0].ipBlock.cidr=10.0.0.0/16",
+    )  # fmt: skip
+    documents = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    accepted = kubectl(
+        "create", "--dry-run=server", "-n", NAMESPACE, "-o", "json", "-f", "-",
+        input_json={"apiVersion": "v1", "kind": "List", "items": documents},
+    )  # fmt: skip
+    kept = {item["metadata"]["name"]: item["spec"] for item in json.loads(accepted)["items"]}
+    assert kept["check-amrutam-egress-api"]["egress"][0] == {
+        "to": [{"ipBlock": {"cidr": "169.254.20.10/32"}}],
+        "ports": [{"port": 5353, "protocol": "UDP"}],
+    }
+    sources = kept["check-amrutam-api-ingress"]["ingress"][0]["from"]
+    assert {"ipBlock": {"cidr": "10.0.0.0/16"}} in sources
