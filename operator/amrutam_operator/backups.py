@@ -11,15 +11,12 @@ conjunction of ``BackupFresh``, ``WALArchiving``, ``WindowMet`` and (with a dril
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import subprocess
-import tempfile
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -28,20 +25,16 @@ from croniter import croniter
 from kubernetes.client.exceptions import ApiException
 
 from amrutam.backups import status as repo_status
-from amrutam.backups.pgbackrest import BackupError, PgBackRest
-from amrutam.backups.scripts import restore_report
-from amrutam.infra.db import libpq_dsn
-from amrutam.infra.system import chown_to_postgres
-from amrutam_operator import conditions, kube, metrics, turns
+from amrutam.backups.pgbackrest import BackupError
+from amrutam_operator import conditions, drills, kube, metrics, repository, turns
 from amrutam_operator.config import GROUP, VERSION, settings
+from amrutam_operator.drills import job_kind
 from amrutam_operator.manifests import (
     LABEL,
     PGBACKREST_TYPE,
     TYPE_LABEL,
     backup_job_spec,
     cronjob,
-    parse_time,
-    repo_options,
 )
 
 KIND = "BackupSchedule"
@@ -145,173 +138,21 @@ def freshness(
     return True, "every scheduled backup ran"
 
 
-async def _repository(namespace: str, spec: Mapping[str, Any]) -> list[repo_status.Backup]:
-    """Run `pgbackrest info` with the schedule's repository and credentials."""
-    config = (await kube.configmap_data(namespace, spec["configMapRef"]["name"])).get(
-        "pgbackrest.conf"
-    )
-    if not config:
-        raise kube.MissingReference("configmap has no pgbackrest.conf")
-    env: dict[str, str] = {}
-    s3 = spec["repo"].get("s3")
-    # web-id: the operator's own identity (its service account's, in its environment).
-    if spec["repo"]["type"] == "s3" and s3 and s3.get("keyType", "shared") == "shared":
-        creds = await kube.secret_data(namespace, s3["credentialsSecretRef"]["name"])
-        env = {
-            "PGBACKREST_REPO1_S3_KEY": creds.get("key", ""),
-            "PGBACKREST_REPO1_S3_KEY_SECRET": creds.get("secret", ""),
-        }
-    tls = (
-        await kube.secret_data(namespace, spec["tlsSecretRef"]["name"])
-        if spec.get("tlsSecretRef")
-        else None
-    )
-    info = await asyncio.to_thread(
-        _info, config, spec.get("stanza", "amrutam"), env, tls, repo_options(spec)
-    )
-    return repo_status.backups(info)
-
-
-def _info(
-    config: str,
-    stanza: str,
-    env: dict[str, str],
-    tls: dict[str, str] | None,
-    repo: list[str],
-) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="amrutam-pgbackrest-") as folder:
-        root = Path(folder)
-        root.chmod(0o755)  # pgbackrest may run as another user than the operator
-        (root / "pgbackrest.conf").write_text(config)
-        (root / "pgbackrest.conf").chmod(0o644)
-        options = ["--log-level-file=off", f"--lock-path={root}", *repo]
-        # The client certificate is a repository host's only when there is one: with an
-        # object store (the chart's S3) `info` reads the repository itself, and pgBackRest
-        # refuses repo1-host-* options without a TLS repository host.
-        remote = "repo1-host=" in config or any(o.startswith("--repo1-host=") for o in repo)
-        for key, option in (("tls.crt", "cert"), ("tls.key", "key"), ("ca.crt", "ca")):
-            if tls is not None and remote:
-                # pgBackRest refuses a key that its group or others may read; it runs as
-                # the postgres user where the operator runs as root (tests, a host).
-                (root / key).touch(mode=0o600)
-                (root / key).write_text(tls.get(key, ""))
-                chown_to_postgres(root / key)
-                options.append(f"--repo1-host-{option}-file={root / key}")
-        # A hung object store must not hold a thread for ever.
-        return PgBackRest(root / "pgbackrest.conf", stanza, env).info(*options, timeout=120)
-
-
-async def _archiver(namespace: str, spec: Mapping[str, Any]) -> repo_status.Archiver | None:
-    ref = spec.get("databaseSecretRef")
-    if not ref:
-        return None
-    dsn = await kube.secret_value(namespace, {"key": "dsn", **ref})
-    conn = await asyncpg.connect(libpq_dsn(dsn), timeout=10)
-    try:
-        return await repo_status.archiver(conn)
-    finally:
-        await conn.close()
-
-
-def _finished_at(job: Mapping[str, Any]) -> str | None:
-    for cond in (job.get("status") or {}).get("conditions") or []:
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return str(cond.get("lastTransitionTime") or "") or None
-    return None
-
-
-def _kind(job: Mapping[str, Any]) -> str:
-    return str(job["metadata"].get("labels", {}).get(TYPE_LABEL, "unknown"))
-
-
 def _last_failure(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
     failures = []
     for job in jobs:
-        if _kind(job) == "drill":
+        if job_kind(job) == "drill":
             continue  # drills report in lastDrill
         for cond in (job.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "Failed" and cond.get("status") == "True":
                 failures.append(
                     {
-                        "type": _kind(job),
+                        "type": job_kind(job),
                         "time": cond.get("lastTransitionTime"),
                         "message": cond.get("message") or cond.get("reason") or "job failed",
                     }
                 )
     return max(failures, key=lambda f: f["time"] or "") if failures else None
-
-
-async def _drills(
-    body: kopf.Body,
-    status: kopf.Status,
-    jobs: list[dict[str, Any]],
-    found: list[repo_status.Backup] | None,
-    namespace: str,
-) -> dict[str, Any] | None:
-    """The newest finished drill not recorded yet, read from its pods' reports; its Job
-    (and so its scratch volume) is deleted once read."""
-    last: dict[str, Any] | None = status.get("lastDrill")
-    done = sorted(
-        (j for j in jobs if _kind(j) == "drill" and _finished_at(j)),
-        key=lambda j: _finished_at(j) or "",
-    )
-    if not done or (last and last.get("job") == done[-1]["metadata"]["name"]):
-        return None
-    job = done[-1]
-    name = job["metadata"]["name"]
-    report = kube.termination_messages(await kube.job_pods(namespace, name))
-    started = (job.get("status") or {}).get("startTime")
-    ok = any(
-        c.get("type") == "Complete" and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
-    recovered, seconds = restore_report(report.get("restore"))
-    probe = _json(report.get("probe"))
-    ok = ok and bool(probe.get("ok"))
-    before = [b for b in found or [] if started and b.finished <= parse_time(started)]
-    drill: dict[str, Any] = {
-        "job": name,
-        "startedAt": started,
-        "finishedAt": _finished_at(job),
-        "succeededAt": _finished_at(job) if ok else (last or {}).get("succeededAt"),
-        "backupLabel": max(before, key=lambda b: b.finished).label if before else None,
-        "recoveredTo": repo_status.iso(recovered) if recovered else None,
-        "recoverySeconds": seconds,
-        "rows": probe.get("rows"),
-        "result": "Succeeded" if ok else "Failed",
-        "message": _drill_message(ok, seconds, probe, report),
-    }
-    if ok:
-        kopf.info(body, reason="DrillSucceeded", message=drill["message"])
-    else:
-        kopf.warn(body, reason="DrillFailed", message=drill["message"])
-    for finished in done:
-        await kube.delete_job(namespace, finished["metadata"]["name"])
-    return drill
-
-
-def _json(message: str | None) -> dict[str, Any]:
-    try:
-        found = json.loads(message or "{}")
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _drill_message(
-    ok: bool, seconds: int | None, probe: Mapping[str, Any], report: Mapping[str, str]
-) -> str:
-    if ok:
-        rows = sum((probe.get("rows") or {}).values())
-        return (
-            f"restored and booted in {seconds} s; {rows} rows; "
-            f"audit seal chain verifies ({(probe.get('seals') or {}).get('checked')} rows)"
-        )
-    if seconds is None:
-        return "the restore did not finish: " + (report.get("restore") or "no report")[-300:]
-    if probe and not probe.get("ok"):
-        return f"the restored audit trail does not verify: {probe.get('seals')}"
-    return "the probe did not finish: " + (report.get("probe") or "no report")[-300:]
 
 
 async def _report_skips(body: kopf.Body, memo: kopf.Memo, namespace: str, name: str) -> None:
@@ -371,7 +212,7 @@ def assess(
             )
     result.append(_wal(archiver, spec))
     if spec.get("drill"):
-        result.append(_verified(spec["drill"], drill, now, created))
+        result.append(drills.verified(spec["drill"], drill, now, created))
     return result
 
 
@@ -401,30 +242,6 @@ def _wal(archiver: repo_status.Archiver | Exception | None, spec: Mapping[str, A
         )
     return conditions.condition(
         "WALArchiving", True, "Archiving", f"{archiver.archived} segments archived"
-    )
-
-
-def _verified(
-    drill_spec: Mapping[str, Any], last: Mapping[str, Any] | None, now: datetime, created: datetime
-) -> dict[str, Any]:
-    grace = timedelta(seconds=int(drill_spec.get("deadlineSeconds", 21600)))
-    due: datetime = croniter(drill_spec["schedule"], now - grace).get_prev(datetime)
-    if last and last.get("result") == "Failed":
-        return conditions.condition(
-            "RestoreVerified", False, "DrillFailed", str(last.get("message") or "")
-        )
-    succeeded = last.get("succeededAt") if last else None
-    if succeeded and parse_time(succeeded) >= due:
-        return conditions.condition(
-            "RestoreVerified", True, "Verified", str((last or {}).get("message") or "")
-        )
-    if due < created:
-        return conditions.condition("RestoreVerified", True, "NotYetDue", "no drill was due yet")
-    return conditions.condition(
-        "RestoreVerified",
-        False,
-        "DrillOverdue",
-        f"no successful drill since {repo_status.iso(due)}",
     )
 
 
@@ -468,15 +285,15 @@ async def reconcile(
         )
     found: list[repo_status.Backup] | None
     try:
-        found, repo_error = await _repository(namespace, spec), None
+        found, repo_error = await repository.read(namespace, spec), None
     except (kube.MissingReference, BackupError, OSError, subprocess.TimeoutExpired) as exc:
         found, repo_error = None, exc
     archiver: repo_status.Archiver | Exception | None
     try:
-        archiver = await _archiver(namespace, spec)
+        archiver = await repository.archiver(namespace, spec)
     except (kube.MissingReference, OSError, asyncpg.PostgresError, TimeoutError) as exc:
         archiver = exc
-    drill = await _drills(body, status, jobs, found, namespace) or status.get("lastDrill")
+    drill = await drills.latest(body, status, jobs, found, namespace) or status.get("lastDrill")
 
     # The database's clock when it answered: the pod's may be skewed.
     now = archiver.now if isinstance(archiver, repo_status.Archiver) and archiver.now else None

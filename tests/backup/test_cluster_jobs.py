@@ -97,7 +97,7 @@ class Cluster:
 
     def repository(self) -> list[status.Backup]:
         """What the repository holds, read the way the operator reads it."""
-        from amrutam_operator.backups import _info
+        from amrutam_operator.repository import info
 
         config = self.sources.configmaps["amrutam-pgbackrest"]["pgbackrest.conf"]
         spec = self.schedule["spec"]
@@ -105,7 +105,7 @@ class Cluster:
         # With the client certificate the chart's values name, as the operator passes it
         # (N1: it passed it as a repository host's, and pgBackRest refused every call).
         tls = self.sources.secrets[spec["tlsSecretRef"]["name"]]
-        found = _info(
+        found = info(
             self.sources.rewrite("amrutam-pgbackrest", config),
             "amrutam",
             env,

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from amrutam_operator.backups import _info
+from amrutam_operator.repository import info
 
 from amrutam.backups.config import render
 from amrutam.backups.pgbackrest import PgBackRest
@@ -119,7 +119,7 @@ def test_repository_host_backs_up_the_database_host_over_tls(
     certs = workdir / "backup-tls" / "certs"
     client = {"tls.crt": "client.crt", "tls.key": "client.key", "ca.crt": "ca.crt"}
     tls = {key: (certs / name).read_text() for key, name in client.items()}
-    found = _info(db.repo.config.read_text(), STANZA, {}, tls, [])
+    found = info(db.repo.config.read_text(), STANZA, {}, tls, [])
     assert [b["type"] for b in found["backup"]] == ["full"], found["status"]
 
     into = db.scratch / "restored"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from amrutam_operator import backups, metrics, restores
+from amrutam_operator import metrics, repository, restores
 
 from amrutam.backups import status
 from amrutam.backups.config import prepare_local
@@ -416,7 +416,7 @@ async def test_a_poll_running_when_its_schedule_is_deleted_sets_no_series_after_
     await cluster.secret("archiver-db", dsn=archived.dsn())
     polling, go_on = threading.Event(), threading.Event()
     steps: list[str] = []
-    read, figures, forget = backups._repository, metrics.backup_figures, metrics.forget
+    read, figures, forget = repository.read, metrics.backup_figures, metrics.forget
 
     async def held_read(namespace: str, spec: dict[str, Any]) -> list[status.Backup]:
         if spec["configMapRef"]["name"] == "pgbr-race":  # this schedule's polls wait here
@@ -434,7 +434,7 @@ async def test_a_poll_running_when_its_schedule_is_deleted_sets_no_series_after_
             steps.append("forget")
         forget(kind, namespace, schedule)
 
-    monkeypatch.setattr(backups, "_repository", held_read)
+    monkeypatch.setattr(repository, "read", held_read)
     monkeypatch.setattr(metrics, "backup_figures", noted_figures)
     monkeypatch.setattr(metrics, "forget", noted_forget)
     await cluster.apply("backupschedules", name, schedule_spec("pgbr-race", archived))
