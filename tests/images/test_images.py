@@ -166,7 +166,8 @@ def platform(workdir: Path) -> Iterator[Platform]:
             redis.start(redis.container("redis"))
             network.serve(redis.ip, "redis")
 
-            migrate = named(docs, "Job", "amrutam-migrate")
+            # A first install with the chart's PostgreSQL: the Job beside the database.
+            migrate = named(docs, "Job", "amrutam-migrate-install")
             done = platform.job("migrate", migrate)["migrate"]
             assert done.ok, done.output
             seed = copy.deepcopy(migrate)
