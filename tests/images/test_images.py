@@ -13,6 +13,7 @@ image into an empty claim, and PostgreSQL starts on that claim as the chart star
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
@@ -212,6 +213,36 @@ def test_both_images_carry_the_same_pgbackrest() -> None:
     }
     assert set(versions.values()) == {versions[APP_IMAGE]}, versions
     assert versions[APP_IMAGE].startswith("pgBackRest 2.")
+
+
+# Each package the image installs, and where its source is in this tree.
+SOURCES = {
+    "amrutam": "amrutam",
+    "api": "api",
+    "workers": "workers",
+    "amrutam_operator": "operator/amrutam_operator",
+}
+
+
+def test_the_image_carries_this_trees_code() -> None:
+    """uv keys a local project's cached wheel on pyproject.toml alone: an image built after
+    a change to the code alone once shipped the code of an earlier build."""
+    script = (
+        "import hashlib, importlib, pathlib\n"
+        f"for name in {sorted(SOURCES)!r}:\n"
+        "    root = pathlib.Path(importlib.import_module(name).__file__).parent\n"
+        "    for path in sorted(root.rglob('*.py')):\n"
+        "        print(name, path.relative_to(root), hashlib.sha256(path.read_bytes()).hexdigest())"
+    )
+    inside = engine("run", "--rm", "--entrypoint=python", APP_IMAGE, "-c", script).splitlines()
+    tree = Path(__file__).resolve().parents[2]
+    here = [
+        f"{name} {path.relative_to(tree / source)} {hashlib.sha256(path.read_bytes()).hexdigest()}"
+        for name, source in sorted(SOURCES.items())
+        for path in sorted((tree / source).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    ]
+    assert sorted(inside) == sorted(here)
 
 
 def test_application_image_runs_as_the_chart_asks() -> None:
