@@ -30,7 +30,8 @@ from tests.cluster.kube import (
 from tests.factories import PROFILE
 from tests.helpers import PASSWORD, totp_code, unique_email
 
-pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release")]
+# Installs and upgrades wait on a real cluster: minutes on a slow machine, not the suite's 300 s.
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(900)]
 REVISION = "platform.amrutam.io/schema-revision"
 
 

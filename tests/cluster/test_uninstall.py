@@ -8,7 +8,8 @@ import pytest
 
 from tests.cluster.kube import NAMESPACE, RELEASE, helm, kubectl, wait_until
 
-pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release")]
+# Installs and upgrades wait on a real cluster: minutes on a slow machine, not the suite's 300 s.
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(900)]
 
 CUSTOM = "auditpartitionpolicies,scalingpolicies,backupschedules,pointintimerestores"
 KINDS = (
