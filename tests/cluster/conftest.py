@@ -18,11 +18,10 @@ from tests.cluster.kube import (
     NAMESPACE,
     NODE_IP,
     RELEASE,
+    VALUES,
     helm,
     kubectl,
 )
-
-VALUES = Path(__file__).with_name("values.yaml")
 
 
 @pytest.fixture(scope="session")

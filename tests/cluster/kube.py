@@ -18,6 +18,7 @@ NODE_IP = "10.245.0.1"  # hack/cluster/network.env
 NAMESPACE = "amrutam"
 RELEASE = "amrutam"
 CHART = Path(__file__).resolve().parents[2] / "charts" / "amrutam"
+VALUES = Path(__file__).with_name("values.yaml")  # the chart's values in these tests
 
 
 def _run(program: str, args: tuple[str, ...], check: bool, timeout: float, stdin: str) -> str:
@@ -40,6 +41,14 @@ def kubectl(*args: str, check: bool = True, timeout: float = 120, input_json: An
 
 def helm(*args: str, check: bool = True, timeout: float = 900) -> str:
     return _run("helm", args, check, timeout, "")
+
+
+def upgrade(chart: Path, *args: str) -> str:
+    """`helm upgrade --wait` of the release to ``chart`` with these value arguments."""
+    return helm(
+        "upgrade", RELEASE, str(chart), "--namespace", NAMESPACE, *args,
+        "--wait", "--timeout", "10m",
+    )  # fmt: skip
 
 
 def get(kind: str, name: str = "", namespace: str = NAMESPACE, **selectors: str) -> Any:

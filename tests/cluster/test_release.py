@@ -20,11 +20,13 @@ from tests.cluster.kube import (
     CHART,
     NAMESPACE,
     RELEASE,
+    VALUES,
     component,
     get,
     helm,
     kubectl,
     pods_of,
+    upgrade,
     wait_until,
 )
 from tests.factories import PROFILE
@@ -199,10 +201,7 @@ def test_kubectl_get_prints_each_custom_resource_with_real_values() -> None:
 def test_an_upgrade_rolls_only_the_pods_whose_settings_changed_and_keeps_the_data() -> None:
     before = {name: pods_of(name) for name in ("api", "worker", "beat", "operator", "postgresql")}
     users = _sql("SELECT count(*) FROM users")
-    helm(
-        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
-        "--set", "worker.concurrency=3", "--wait", "--timeout", "10m",
-    )  # fmt: skip
+    upgrade(CHART, "--reuse-values", "--set", "worker.concurrency=3")
     wait_until(
         lambda: pods_of("worker") and not set(pods_of("worker")) & set(before["worker"]),
         "the worker pods are replaced",
@@ -232,11 +231,7 @@ def test_the_secrets_hook_leaves_no_helpers_and_keeps_a_password_left_out_later(
     values was blanked in the Secret."""
     assert _leftover_hook_objects() == []
     # The values again, but without the Redis password given at install.
-    helm(
-        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reset-values",
-        "--values", str(CHART.parents[1] / "tests" / "cluster" / "values.yaml"),
-        "--wait", "--timeout", "10m",
-    )  # fmt: skip
+    upgrade(CHART, "--reset-values", "--values", str(VALUES))
     env = get("secret", f"{RELEASE}-env")["data"]
     assert base64.b64decode(env["REDIS_PASSWORD"]).decode() == redis_password
     with httpx.Client(base_url=api_url(), timeout=30) as http:
@@ -266,24 +261,21 @@ def test_an_upgrade_whose_crds_changed_applies_them_and_leaves_an_operator_runni
         kubectl("replace", "-f", str(CHART / "crds" / "scalingpolicies.yaml"))
 
 
+def _revision() -> str:
+    crd = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
+    return str(crd["metadata"]["annotations"][REVISION])
+
+
 def _upgrade_to_newer_crds(chart: Path, newer: int) -> None:
-    helm(
-        "upgrade", RELEASE, str(chart), "--namespace", NAMESPACE, "--reuse-values",
-        "--set", "config.logLevel=DEBUG", "--wait", "--timeout", "10m",
-    )  # fmt: skip
-    stored = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
-    assert stored["metadata"]["annotations"][REVISION] == str(newer)
+    upgrade(chart, "--reuse-values", "--set", "config.logLevel=DEBUG")
+    assert _revision() == str(newer)
     assert "KIND" in kubectl("get", "scalingpolicies", "-n", NAMESPACE)
     # The new operator started on them (it refuses older ones) and stays ready.
     operator = get("deployment", f"{RELEASE}-operator")
     assert operator["status"].get("readyReplicas") == 1, operator["status"]
     # Back to the chart as it is: an older revision is never applied over a newer one.
-    helm(
-        "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE, "--reuse-values",
-        "--set", "config.logLevel=INFO", "--wait", "--timeout", "10m",
-    )  # fmt: skip
-    stored = get("crd", "scalingpolicies.platform.amrutam.io", namespace="")
-    assert stored["metadata"]["annotations"][REVISION] == str(newer)
+    upgrade(CHART, "--reuse-values", "--set", "config.logLevel=INFO")
+    assert _revision() == str(newer)
     assert _leftover_hook_objects() == []
 
 
