@@ -4,12 +4,13 @@
 #   $CLUSTER_CACHE/bin-<hash of versions and wrapper modules>/{kube-apiserver,...,etcd,helm,coredns}
 # Prints the build time; a warm cache returns at once. Needs Go >= 1.26 and a module proxy.
 set -euo pipefail
+trap 'echo "cluster build: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 cache="${CLUSTER_CACHE:-/var/cache/amrutam-cluster}"
-key=$(cat "$here/versions.env" "$here"/build/*/go.mod "$here"/build/*/*.go 2>/dev/null | sha256sum | cut -c1-12)
+key=$(cat "$here/versions.env" "$here"/modules/*/go.mod "$here"/modules/*/*.go | sha256sum | cut -c1-12)
 bin="$cache/bin-$key"
 if [[ -f "$bin/.complete" ]]; then echo "$bin"; exit 0; fi
 mkdir -p "$bin"
@@ -22,20 +23,20 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldk+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
   ldk+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-(cd "$here/build/kubernetes" &&
+(cd "$here/modules/kubernetes" &&
   go build -trimpath -ldflags "-s -w $ldk" -o "$bin/" \
     k8s.io/kubernetes/cmd/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kube-proxy,kubectl,kubeadm})
 echo "kubernetes $KUBERNETES_VERSION built after $(($(date +%s) - start)) s" >&2
 
-(cd "$here/build/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
-(cd "$here/build/helm" &&
+(cd "$here/modules/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" .)
+(cd "$here/modules/helm" &&
   go build -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
     -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
-(cd "$here/build/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .)
-(cd "$here/build/local-path" &&
+(cd "$here/modules/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .)
+(cd "$here/modules/local-path" &&
   go build -trimpath -ldflags "-s -w" -o "$bin/local-path-provisioner" github.com/rancher/local-path-provisioner)
 # The pause container: Kubernetes' own C source, linked statically.
-gcc -Os -static -o "$bin/pause" "$(cd "$here/build/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+gcc -Os -static -o "$bin/pause" "$(cd "$here/modules/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
 touch "$bin/.complete"
 echo "cluster programs built in $(($(date +%s) - start)) s into $bin" >&2
 echo "$bin"

@@ -10,6 +10,7 @@
 # pod packet leaves the machine: no masquerade, mangle-table drops of pod and service
 # traffic towards the outside interface, and a CoreDNS without a forward plugin.
 set -euo pipefail
+trap 'echo "cluster: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
 source "$here/network.env"
