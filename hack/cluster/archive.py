@@ -31,11 +31,10 @@ def layer(entries: list[str]) -> bytes:
                     info.type, info.mode = tarfile.DIRTYPE, 0o755
                     tar.addfile(info)
 
-        for tmp in ("tmp",):
-            dirs.add(tmp)
-            info = tarfile.TarInfo(tmp)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777
-            tar.addfile(info)
+        dirs.add("tmp")  # writable by anyone, sticky, as in any image
+        info = tarfile.TarInfo("tmp")
+        info.type, info.mode = tarfile.DIRTYPE, 0o1777
+        tar.addfile(info)
         for entry in entries:
             if entry.startswith("@"):
                 link, target = entry[1:].split("=", 1)

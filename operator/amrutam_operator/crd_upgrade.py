@@ -20,7 +20,7 @@ from kubernetes.client import ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 
 from amrutam_operator import kube
-from amrutam_operator.crds import ANNOTATION
+from amrutam_operator.crds import ANNOTATION, revision
 
 # (API group, resource, verb) it makes; the hook's ClusterRole grants exactly these (by
 # name, except create: a new CRD has no object yet to name).
@@ -31,11 +31,6 @@ CALLS = {
 }
 
 MANAGER = "amrutam-crd-upgrade"  # who wrote the fields, in the CRD's managedFields
-
-
-def revision(crd: Any) -> int:
-    annotations = (crd.get("metadata") or {}).get("annotations") or {}
-    return int(annotations.get(ANNOTATION, "0"))
 
 
 def apply(api: ApiextensionsV1Api, crd: Any) -> str:

@@ -9,6 +9,8 @@ ones; its log says how to upgrade them (operator/README.md, "Upgrading").
 
 from __future__ import annotations
 
+from typing import Any
+
 from amrutam_operator import kube
 from amrutam_operator.config import GROUP
 
@@ -23,13 +25,18 @@ class Outdated(Exception):
     """The cluster's CRDs are older than this operator."""
 
 
+def revision(crd: Any) -> int:
+    """A CRD's schema revision (0 for none, or no CRD)."""
+    annotations = ((crd or {}).get("metadata") or {}).get("annotations") or {}
+    return int(annotations.get(ANNOTATION, "0"))
+
+
 async def check() -> None:
     stale = []
     for plural in PLURALS:
         name = f"{plural}.{GROUP}"
         crd = await kube.crd(name)
-        annotations = ((crd or {}).get("metadata") or {}).get("annotations") or {}
-        found = int(annotations.get(ANNOTATION, "0"))
+        found = revision(crd)
         if found < REVISION:
             stale.append(f"{name} (revision {found if crd else 'missing'})")
     if stale:
