@@ -47,6 +47,8 @@ started=$(date +%s)
 run="$RUN_DIR"
 mkdir -p "$PGDATA" "$run/spool"
 chmod 700 "$PGDATA"
+# The probe runs as another user in the pod's group (fsGroup): it writes its report here.
+chmod 2770 "$run"
 trap 'touch "$run/done"' EXIT
 # A retry after a partial failure: what an earlier attempt left in this claim is ours.
 find "$PGDATA" -mindepth 1 -delete

@@ -101,7 +101,20 @@ async def backup_now(
         kopf.warn(body, reason="BadBackupType", message=f"{asked!r}: full, diff or incr")
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:8]
-    job_name = f"{name}-now-{digest}"
+    await _one_off(body, spec, namespace, name, f"{name}-now-{digest}", kind)
+    return value
+
+
+async def first_backup(body: kopf.Body, spec: Mapping[str, Any], namespace: str, name: str) -> None:
+    """An empty repository (a new installation) restores nothing: its first full backup
+    runs now, not at the first scheduled run up to a week away. Once: a failed one stays
+    for `kubectl logs` (backup-now retries), until its Job's time to live ends."""
+    await _one_off(body, spec, namespace, name, f"{name}-first", "full")
+
+
+async def _one_off(
+    body: kopf.Body, spec: Mapping[str, Any], namespace: str, name: str, job_name: str, kind: str
+) -> None:
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -111,7 +124,6 @@ async def backup_now(
     kopf.adopt(job, owner=body)
     if await kube.create_job(namespace, job):
         kopf.info(body, reason="BackupRequested", message=f"{kind} backup {job_name}")
-    return value
 
 
 def freshness(
@@ -200,7 +212,11 @@ def assess(
         last = archiver.last_archived if isinstance(archiver, repo_status.Archiver) else None
         window = repo_status.window(found, last)
         span = window.short() if window else "nothing"
-        if window is not None and window.length >= days:
+        if window is None:
+            # Nothing to restore yet: a new installation is not recoverable until its
+            # first backup (docs/backup-restore.md: backup-now after installing).
+            result.append(conditions.condition("WindowMet", False, "NoBackup", "no backup yet"))
+        elif window.length >= days:
             result.append(conditions.condition("WindowMet", True, "Met", f"{span} ≥ {days.days}d"))
         elif now - created < days:
             result.append(
@@ -293,6 +309,11 @@ async def reconcile(
         archiver = await repository.archiver(namespace, spec)
     except (kube.MissingReference, OSError, asyncpg.PostgresError, TimeoutError) as exc:
         archiver = exc
+    if found == [] and isinstance(archiver, repo_status.Archiver):  # the database is up
+        try:
+            await first_backup(body, spec, namespace, name)
+        except ApiException as exc:  # the next reading asks again
+            kopf.warn(body, reason="ApiError", message=f"first backup: {exc}")
     drill = await drills.latest(body, status, jobs, found, namespace) or status.get("lastDrill")
 
     # The database's clock when it answered: the pod's may be skewed.

@@ -15,7 +15,7 @@ from amrutam_operator import kube
 from amrutam_operator.config import GROUP
 
 # Raise with every change to a CRD's schema or rules (and the annotation in each file).
-REVISION = 2
+REVISION = 3
 ANNOTATION = f"{GROUP}/schema-revision"
 PLURALS = ("auditpartitionpolicies", "backupschedules", "pointintimerestores", "scalingpolicies")
 UPGRADE = "kubectl apply --server-side --force-conflicts -f charts/amrutam/crds/"

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from amrutam_operator import config, kube
+from amrutam_operator import config, kube, metrics
 
 logger = logging.getLogger(__name__)
 ANNOTATION = "platform.amrutam.io/heartbeat"
@@ -97,6 +97,8 @@ async def _beat(state: Heartbeat, settings: kopf.OperatorSettings) -> None:
         else:
             state.written = time.monotonic()
             state.standby = outranked(peering.get("status") or {}, settings.peering.priority, now)
+            if state.standby:
+                metrics.stand_by()
         await asyncio.sleep(state.period)
 
 

@@ -19,6 +19,8 @@ DRILL_LABEL = "platform.amrutam.io/drill"
 TYPE_LABEL = "platform.amrutam.io/backup-type"
 PGBACKREST_TYPE = {"full": "full", "differential": "diff", "incremental": "incr"}
 CONFIG_DIR = "/etc/pgbackrest"
+S3_CA_DIR = f"{CONFIG_DIR}/s3-ca"
+S3_CA_FILE = f"{S3_CA_DIR}/ca.crt"
 # Restores lay the data directory out as the chart's PostgreSQL expects it on its volume.
 MOUNT = "/var/lib/postgresql/data"
 PGDATA = f"{MOUNT}/pgdata"
@@ -32,9 +34,10 @@ def parse_time(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
-def repo_options(spec: Mapping[str, Any]) -> list[str]:
+def repo_options(spec: Mapping[str, Any], ca_file: str | None = S3_CA_FILE) -> list[str]:
     """The repository as the BackupSchedule declares it: the spec is the truth for every
-    command the operator runs or builds (options override the ConfigMap's file)."""
+    command the operator runs or builds (options override the ConfigMap's file). An
+    object store's private CA is read from ``ca_file`` (where a Job mounts it)."""
     repo = spec["repo"]
     options = [f"--repo1-type={repo['type']}", f"--repo1-path={repo.get('path', '/pgbackrest')}"]
     s3 = repo.get("s3")
@@ -46,7 +49,17 @@ def repo_options(spec: Mapping[str, Any]) -> list[str]:
             f"--repo1-s3-uri-style={s3.get('uriStyle', 'path')}",
             f"--repo1-s3-key-type={s3.get('keyType', 'shared')}",
         ]
+        if s3.get("port"):
+            options.append(f"--repo1-storage-port={int(s3['port'])}")
+        if s3.get("caSecretRef") and ca_file:
+            options.append(f"--repo1-storage-ca-file={ca_file}")
     return options
+
+
+def s3_ca(spec: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Secret reference of the object store's CA, if the schedule names one."""
+    s3 = spec["repo"].get("s3") if spec["repo"]["type"] == "s3" else None
+    return (s3 or {}).get("caSecretRef")
 
 
 def retention(spec: Mapping[str, Any]) -> dict[str, str]:
@@ -144,6 +157,10 @@ def _pod(
             }
         )
         shared.append({"name": "tls", "mountPath": f"{CONFIG_DIR}/tls", "readOnly": True})
+    if ca := s3_ca(spec):
+        item = {"key": ca.get("key", "ca.crt"), "path": "ca.crt"}
+        volumes.append({"name": "s3-ca", "secret": {"secretName": ca["name"], "items": [item]}})
+        shared.append({"name": "s3-ca", "mountPath": S3_CA_DIR, "readOnly": True})
     for container in containers:
         container["volumeMounts"] = [*shared, *container["volumeMounts"]]
     account = (

@@ -43,11 +43,14 @@ WAL_ARCHIVING = Gauge(
     "1 while PostgreSQL archives WAL without failures, 0 when it fails",
     ["namespace", "name"],
 )
+# As kube-state-metrics exports conditions: one series per status, 1 on the current one,
+# so Unknown is a value an alert can see (an absent series pages nobody).
 BACKUP_CONDITION = Gauge(
     "amrutam_backup_condition",
-    "1 while a BackupSchedule condition is True, 0 while False; absent while Unknown",
-    ["namespace", "name", "condition"],
+    "1 on a BackupSchedule condition's current status (True, False or Unknown), else 0",
+    ["namespace", "name", "condition", "status"],
 )
+STATUSES = ("True", "False", "Unknown")
 RECOVERY_WINDOW = Gauge(
     "amrutam_backup_recovery_window_seconds",
     "The length of the window a BackupSchedule's repository can restore to",
@@ -62,11 +65,15 @@ BACKUP_SERIES = (BACKUP_CONDITION, RECOVERY_WINDOW, DRILL_SUCCEEDED, WAL_ARCHIVI
 
 
 def condition(namespace: str, name: str, type_: str, status: str) -> None:
-    if status == "Unknown":
-        with contextlib.suppress(KeyError):
-            BACKUP_CONDITION.remove(namespace, name, type_)
-    else:
-        BACKUP_CONDITION.labels(namespace, name, type_).set(1 if status == "True" else 0)
+    for each in STATUSES:
+        BACKUP_CONDITION.labels(namespace, name, type_, each).set(1 if each == status else 0)
+
+
+def stand_by() -> None:
+    """A standby copy reconciles nothing: the values it had would outlive the truth and
+    outvote the active copy in the alerts' aggregations."""
+    for gauge in BACKUP_SERIES:
+        gauge.clear()
 
 
 def backup_figures(

@@ -17,7 +17,7 @@ from amrutam.backups.pgbackrest import PgBackRest
 from amrutam.infra.db import libpq_dsn
 from amrutam.infra.system import chown_to_postgres
 from amrutam_operator import kube
-from amrutam_operator.manifests import repo_options
+from amrutam_operator.manifests import repo_options, s3_ca
 
 
 async def read(namespace: str, spec: Mapping[str, Any]) -> list[repo_status.Backup]:
@@ -41,9 +41,13 @@ async def read(namespace: str, spec: Mapping[str, Any]) -> list[repo_status.Back
         if spec.get("tlsSecretRef")
         else None
     )
-    found = await asyncio.to_thread(
-        info, config, spec.get("stanza", "amrutam"), env, tls, repo_options(spec)
-    )
+    ca = None
+    if ref := s3_ca(spec):
+        ca = (await kube.secret_data(namespace, ref["name"])).get(ref.get("key", "ca.crt"))
+        if not ca:
+            raise kube.MissingReference(f"secret {ref['name']} has no {ref.get('key', 'ca.crt')}")
+    repo = repo_options(spec, ca_file=None)  # info() writes the CA where it runs
+    found = await asyncio.to_thread(info, config, spec.get("stanza", "amrutam"), env, tls, repo, ca)
     return repo_status.backups(found)
 
 
@@ -53,13 +57,20 @@ def info(
     env: dict[str, str],
     tls: dict[str, str] | None,
     repo: list[str],
+    ca: str | None = None,
 ) -> dict[str, Any]:
+    """`pgbackrest info` with the repository options given, the client certificate and
+    the object store's CA (``ca``: PEM) written to a private folder for the call."""
     with tempfile.TemporaryDirectory(prefix="amrutam-pgbackrest-") as folder:
         root = Path(folder)
         root.chmod(0o755)  # pgbackrest may run as another user than the operator
         (root / "pgbackrest.conf").write_text(config)
         (root / "pgbackrest.conf").chmod(0o644)
         options = ["--log-level-file=off", f"--lock-path={root}", *repo]
+        if ca is not None:
+            (root / "ca.crt").write_text(ca)
+            (root / "ca.crt").chmod(0o644)
+            options.append(f"--repo1-storage-ca-file={root / 'ca.crt'}")
         # The client certificate is a repository host's only when there is one: with an
         # object store (the chart's S3) `info` reads the repository itself, and pgBackRest
         # refuses repo1-host-* options without a TLS repository host.

@@ -44,14 +44,30 @@ def refusal(target: dict[str, Any], schedule: dict[str, Any] | None) -> str | No
     return None
 
 
-def claim_refusal(claim: dict[str, Any] | None, uid: str) -> str | None:
-    """A restore writes only into a claim it creates, or created before for itself."""
+def claim_refusal(claim: dict[str, Any] | None, uid: str, users: list[str]) -> str | None:
+    """A restore writes only into a claim it creates, or created before for itself and
+    that no other pod mounts (a failed restore's claim someone started a database on)."""
     if claim is None:
         return None
     name = claim["metadata"]["name"]
-    if (claim["metadata"].get("annotations") or {}).get(OWNER) == uid:
-        return None
-    return f"persistentVolumeClaim {name!r} exists and was not created for this restore"
+    if (claim["metadata"].get("annotations") or {}).get(OWNER) != uid:
+        return f"persistentVolumeClaim {name!r} exists and was not created for this restore"
+    if users:
+        return f"persistentVolumeClaim {name!r} is mounted by {', '.join(sorted(users))}"
+    return None
+
+
+async def claim_users(namespace: str, claim: str, restore: str) -> list[str]:
+    """The pods, other than this restore's own Jobs', that mount the claim."""
+    return [
+        pod["metadata"]["name"]
+        for pod in await kube.pods(namespace, {})
+        if (pod["metadata"].get("labels") or {}).get(manifests.RESTORE_LABEL) != restore
+        and any(
+            (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim
+            for volume in (pod.get("spec") or {}).get("volumes") or []
+        )
+    ]
 
 
 def _finished(job: dict[str, Any] | None) -> tuple[str, str] | None:
@@ -97,7 +113,8 @@ async def _start(
     why = refusal(dict(spec["target"]), schedule)
     reason = "TargetRefused"
     if why is None:
-        why, reason = claim_refusal(existing, body["metadata"]["uid"]), "ClaimInUse"
+        users = await claim_users(namespace, claim_name, name) if existing else []
+        why, reason = claim_refusal(existing, body["metadata"]["uid"], users), "ClaimInUse"
     if why is not None or schedule is None:
         patch.status.update(
             {"observedGeneration": generation, "phase": "Failed", "message": why, "finishedAt": now}

@@ -182,6 +182,15 @@ async def eventually(check: Callable[[], Any], timeout: float = 30, every: float
     raise AssertionError(f"not reached in {timeout}s; last: {last!r}")
 
 
+async def _answers() -> bool:
+    try:
+        url = f"http://127.0.0.1:{LIVENESS_PORT}/healthz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            return response.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
+
+
 def _register(emulator: kmock.KubernetesEmulator) -> None:
     verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
     for crd in crds():
@@ -254,6 +263,9 @@ async def cluster() -> AsyncIterator[Cluster]:
             timeout=60,
         )
         await asyncio.to_thread(runner.__enter__)
+        # The runner returns before the start-up handlers (the CRD check among them) have
+        # run; kopf opens its liveness port only after them.
+        await eventually(_answers, timeout=60)
         _RUNNING.append(Cluster(emulator, url))
         yield _RUNNING[0]
         _RUNNING.clear()

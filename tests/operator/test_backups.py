@@ -237,7 +237,10 @@ async def test_a_schedule_that_never_ran_is_overdue(cluster: Cluster, archived: 
     bks = cluster.resource("backupschedules", "stale")
     assert bks["status"].get("recoveryWindow") is None
     window = condition(bks, "WindowMet")  # a month old, and nothing to restore
-    assert (window["status"], window["reason"]) == ("False", "WindowShort")
+    assert (window["status"], window["reason"]) == ("False", "NoBackup")
+    # An empty repository gets its first full backup at once, not at the next run due.
+    (first,) = (await eventually(lambda: jobs(cluster, "stale-first"))).values()
+    assert first["metadata"]["labels"]["platform.amrutam.io/backup-type"] == "full"
     ready = await eventually(
         lambda: condition(cluster.resource("backupschedules", "stale"), "Ready")
     )

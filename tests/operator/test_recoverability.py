@@ -105,13 +105,17 @@ def test_a_stalled_archiver_makes_ready_false_though_nothing_failed() -> None:
     assert by_type(quiet_parts)["WALArchiving"] == ("True", "Archiving")
 
 
-def test_a_window_shorter_than_promised_makes_ready_false_unless_still_filling() -> None:
+def test_a_window_shorter_than_promised_or_none_makes_ready_false_unless_still_filling() -> None:
     short = backups(2 * 24, 3)
     parts = assess(SPEC, short, archiver(), None, NOW, MONTH_AGO)
     assert by_type(parts)["WindowMet"] == ("False", "WindowShort")
     assert ready(parts)["status"] == "False"
     new = assess(SPEC, short, archiver(), None, NOW, NOW - timedelta(days=2))
     assert by_type(new)["WindowMet"] == ("True", "Filling")
+    # Filling needs a backup to fill from: with none, nothing can be restored.
+    empty = assess(SPEC, [], archiver(), None, NOW, NOW - timedelta(hours=1))
+    assert by_type(empty)["WindowMet"] == ("False", "NoBackup")
+    assert ready(empty)["status"] == "False"
 
 
 def test_drills_verify_recoverability() -> None:
@@ -140,11 +144,21 @@ def test_what_was_not_read_is_unknown_never_an_old_true() -> None:
         "WALArchiving": ("Unknown", "DatabaseUnreadable"),
     }
     assert ready(parts)["status"] == "Unknown"
-    # Unknown conditions publish no gauge value (an alert on 0 would misfire, on 1 lie).
-    metrics.condition("ns", "bks", "WALArchiving", "True")
-    metrics.condition("ns", "bks", "WALArchiving", "Unknown")
-    labels = {"namespace": "ns", "name": "bks", "condition": "WALArchiving"}
-    assert REGISTRY.get_sample_value("amrutam_backup_condition", labels) is None
+    # N10: Unknown is a value of its own, which the Ready alert sees; never an old True.
+    metrics.condition("ns", "bks", "Ready", "True")
+    metrics.condition("ns", "bks", "Ready", "Unknown")
+    labels = {"namespace": "ns", "name": "bks", "condition": "Ready"}
+    values = {
+        status: REGISTRY.get_sample_value("amrutam_backup_condition", {**labels, "status": status})
+        for status in ("True", "False", "Unknown")
+    }
+    assert values == {"True": 0, "False": 0, "Unknown": 1}
+    # A standby copy drops what it had: the active copy's values alone are the truth.
+    metrics.stand_by()
+    assert (
+        REGISTRY.get_sample_value("amrutam_backup_condition", {**labels, "status": "Unknown"})
+        is None
+    )
 
 
 def test_a_deleted_schedule_leaves_no_series_behind() -> None:
@@ -155,7 +169,8 @@ def test_a_deleted_schedule_leaves_no_series_behind() -> None:
     metrics.forget("BackupSchedule", "ns", "gone")
     assert (
         REGISTRY.get_sample_value(
-            "amrutam_backup_condition", {"namespace": "ns", "name": "gone", "condition": "Ready"}
+            "amrutam_backup_condition",
+            {"namespace": "ns", "name": "gone", "condition": "Ready", "status": "True"},
         )
         is None
     )
