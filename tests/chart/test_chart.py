@@ -615,6 +615,10 @@ def test_postgresql_starts_on_an_existing_claim_the_runbooks_way_back() -> None:
     values["postgresql"]["existingClaim"] = "restored-20261129"
     (database,) = of_kind(render(values), "StatefulSet")
     assert "volumeClaimTemplates" not in database["spec"]
+    # N4: a StatefulSet's claim templates cannot change (the API server refuses the
+    # upgrade), so on an existing claim it is another StatefulSet, which Helm creates as
+    # it deletes the first; tests/cluster/test_restore.py runs that hand-over.
+    assert database["metadata"]["name"] == "amrutam-pg-restored-20261129"
     volumes = {v["name"]: v for v in database["spec"]["template"]["spec"]["volumes"]}
     assert volumes["data"] == {
         "name": "data",

@@ -144,3 +144,23 @@ topologySpreadConstraints:
 - name: PGBACKREST_REPO1_S3_KEY_SECRET
   valueFrom: {secretKeyRef: {name: {{ $secret }}, key: secret}}
 {{- end -}}
+
+{{/* The object store's private CA, where the database host's pgbackrest.conf names it. */}}
+{{- define "amrutam.s3CaMount" -}}
+{{- if .Values.backups.repo.s3.caSecret }}
+- {name: s3-ca, mountPath: /etc/pgbackrest/s3-ca, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* The database's StatefulSet. Its claim templates can never change, so a release on
+an existing claim (a PointInTimeRestore's) is a StatefulSet of another name: Helm creates
+it as it deletes the one it replaces, whose own claim stays with the data it held.
+52: the pod's controller-revision-hash label adds 11 characters, and labels stop at 63. */}}
+{{- define "amrutam.postgresqlName" -}}
+{{- $full := include "amrutam.fullname" . -}}
+{{- with .Values.postgresql.existingClaim -}}
+{{- printf "%s-pg-%s" $full (. | replace "." "-") | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-postgresql" $full -}}
+{{- end -}}
+{{- end -}}
