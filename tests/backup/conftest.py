@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -191,18 +192,26 @@ KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET":
 
 
 @contextmanager
-def s3_server(folder: Path, address: str = "127.0.0.1") -> Iterator[int]:
-    """moto's S3 over HTTPS on a free port of the address; yields the port."""
-    port, cert, key = free_port(), folder / "s3.crt", folder / "s3.key"
-    self_signed(key, cert, "/CN=127.0.0.1")
+def s3_server(
+    folder: Path, address: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+) -> Iterator[int]:
+    """moto's S3 over HTTPS on a free port of the address, with the certificate and key
+    given (else a self-signed one); yields the port."""
+    port = free_port()
+    cert, key = tls or (folder / "s3.crt", folder / "s3.key")
+    if tls is None:
+        self_signed(key, cert, "/CN=127.0.0.1")
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.backup.s3_server", str(port), str(cert), str(key), address],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Reached by a name of its own (a certificate's), path-style: moto would take
+        # that name's first label for a bucket.
+        env={**os.environ, "S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true"} if tls else None,
     )
     deadline = time.monotonic() + STARTUP_S
-    while not port_in_use(port):
+    while not port_in_use(port, "127.0.0.1" if address == "0.0.0.0" else address):
         assert server.poll() is None, "the S3 server exited"
         assert time.monotonic() < deadline, "the S3 server did not start"
         time.sleep(0.1)
@@ -219,11 +228,11 @@ def s3_port(workdir: Path) -> Iterator[int]:
         yield port
 
 
-def s3(port: int) -> object:
+def s3(port: int, host: str = "127.0.0.1") -> object:
     urllib3.disable_warnings()
     return boto3.client(
         "s3",
-        endpoint_url=f"https://127.0.0.1:{port}",
+        endpoint_url=f"https://{host}:{port}",
         aws_access_key_id=KEYS["PGBACKREST_REPO1_S3_KEY"],
         aws_secret_access_key=KEYS["PGBACKREST_REPO1_S3_KEY_SECRET"],
         region_name="us-east-1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ NAMESPACE = "amrutam"
 RELEASE = "amrutam"
 CHART = Path(__file__).resolve().parents[2] / "charts" / "amrutam"
 VALUES = Path(__file__).with_name("values.yaml")  # the chart's values in these tests
+FIGURES: dict[str, float] = {}  # measured by the tests, printed at the end of the run
 
 
 def _run(program: str, args: tuple[str, ...], check: bool, timeout: float, stdin: str) -> str:
@@ -84,3 +86,47 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 180) -> Any
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {value!r})")
         time.sleep(1)
+
+
+def sql(query: str) -> str:
+    """psql in the database pod (whichever StatefulSet runs it: a restored claim's after
+    a hand-over), as its superuser over the local socket."""
+    (pod,) = pods_of("postgresql")
+    return kubectl(
+        "exec", "-n", NAMESPACE, pod, "-c", "postgresql", "--",
+        "psql", "-U", "postgres", "-d", "amrutam", "-Atc", query,
+    ).strip()  # fmt: skip
+
+
+def printed(kind: str) -> list[dict[str, str]]:
+    """`kubectl get KIND` as a person reads it: by column, blank cells included (kubectl
+    pads every column to its widest cell, so a header's span is its column's)."""
+    header, *rows = kubectl("get", kind, "-n", NAMESPACE).splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+(?: \S+)*", header)]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [
+        {
+            name: row[a:b].strip()
+            for name, a, b in zip(names, starts, [*starts[1:], None], strict=True)
+        }
+        for row in rows
+    ]
+
+
+def condition(kind: str, name: str, type_: str) -> dict[str, Any]:
+    """One condition of a resource's status ({} while it has none)."""
+    found = get(kind, name).get("status", {}).get("conditions", [])
+    return next((c for c in found if c["type"] == type_), {})
+
+
+def succeeded(job: str) -> dict[str, Any] | None:
+    """A Job's status once it succeeded; a failed Job fails the test with its logs."""
+    status = get("job", job).get("status", {})
+    failed = [c for c in status.get("conditions", []) if c["type"] == "Failed"]
+    logs = kubectl("logs", "-n", NAMESPACE, f"job/{job}", "--all-containers", check=False)
+    assert not failed, f"{job} failed: {failed}\n{logs}"
+    return dict(status) if status.get("succeeded") else None
+
+
+def exists(kind: str, name: str) -> bool:
+    return bool(kubectl("get", kind, name, "-n", NAMESPACE, "--ignore-not-found", "-o", "name"))

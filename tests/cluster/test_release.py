@@ -26,6 +26,8 @@ from tests.cluster.kube import (
     helm,
     kubectl,
     pods_of,
+    printed,
+    sql,
     upgrade,
     wait_until,
 )
@@ -138,14 +140,6 @@ def _doctor_with_a_slot(http: httpx.Client) -> str:
     return str(made.json()["items"][0]["id"])
 
 
-def _sql(query: str) -> str:
-    """psql in the database pod, as its superuser over the local socket."""
-    return kubectl(
-        "exec", "-n", NAMESPACE, f"{RELEASE}-postgresql-0", "-c", "postgresql", "--",
-        "psql", "-U", "postgres", "-d", "amrutam", "-Atc", query,
-    ).strip()  # fmt: skip
-
-
 def test_register_log_in_and_book_through_the_service_and_the_worker_confirms() -> None:
     with httpx.Client(base_url=api_url(), timeout=30) as http:
         slot = _doctor_with_a_slot(http)
@@ -165,7 +159,7 @@ def test_register_log_in_and_book_through_the_service_and_the_worker_confirms() 
     # beat relays the outbox; a worker pod delivers the confirmation.
     wait_until(
         lambda: (
-            _sql(
+            sql(
                 "SELECT count(*) FROM notifications "
                 f"WHERE appointment_id = '{appointment}' AND status = 'sent'"
             )
@@ -175,22 +169,15 @@ def test_register_log_in_and_book_through_the_service_and_the_worker_confirms() 
     )
 
 
-def _printed(kind: str) -> list[dict[str, str]]:
-    """`kubectl get KIND` as a person reads it: header and rows, by column."""
-    lines = kubectl("get", kind, "-n", NAMESPACE).splitlines()
-    header = re.split(r"\s{2,}", lines[0].strip())  # names may hold one space
-    return [dict(zip(header, re.split(r"\s{2,}", line.strip()), strict=True)) for line in lines[1:]]
-
-
 def test_kubectl_get_prints_each_custom_resource_with_real_values() -> None:
     policy = wait_until(
-        lambda: [row for row in _printed("auditpartitionpolicies") if row.get("READY") == "True"],
+        lambda: [row for row in printed("auditpartitionpolicies") if row.get("READY") == "True"],
         "the AuditPartitionPolicy reports Ready",
     )[0]
     assert policy["INTERVAL"] == "monthly", policy
     assert int(policy["PARTITIONS"]) >= 4, policy  # the current month and 3 ahead
     scaling = wait_until(
-        lambda: [row for row in _printed("scalingpolicies") if row.get("READY") == "True"],
+        lambda: [row for row in printed("scalingpolicies") if row.get("READY") == "True"],
         "the ScalingPolicy reports Ready",
     )[0]
     assert scaling["TARGET"] == f"{RELEASE}-worker", scaling
@@ -200,7 +187,7 @@ def test_kubectl_get_prints_each_custom_resource_with_real_values() -> None:
 
 def test_an_upgrade_rolls_only_the_pods_whose_settings_changed_and_keeps_the_data() -> None:
     before = {name: pods_of(name) for name in ("api", "worker", "beat", "operator", "postgresql")}
-    users = _sql("SELECT count(*) FROM users")
+    users = sql("SELECT count(*) FROM users")
     upgrade(CHART, "--reuse-values", "--set", "worker.concurrency=3")
     wait_until(
         lambda: pods_of("worker") and not set(pods_of("worker")) & set(before["worker"]),
@@ -208,7 +195,7 @@ def test_an_upgrade_rolls_only_the_pods_whose_settings_changed_and_keeps_the_dat
     )
     for name in ("api", "beat", "operator", "postgresql"):
         assert pods_of(name) == before[name], f"{name} pods were rolled by a worker-only change"
-    assert _sql("SELECT count(*) FROM users") == users
+    assert sql("SELECT count(*) FROM users") == users
     with httpx.Client(base_url=api_url(), timeout=30) as http:
         assert http.get("/readyz").status_code == 200
 

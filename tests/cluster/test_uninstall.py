@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cluster.kube import NAMESPACE, RELEASE, helm, kubectl, wait_until
+from tests.cluster.conftest import GIVEN
+from tests.cluster.kube import NAMESPACE, RELEASE, get, helm, kubectl, wait_until
 
 # Installs and upgrades wait on a real cluster: minutes on a slow machine, not the suite's 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(900)]
@@ -41,14 +42,21 @@ def test_uninstall_removes_the_custom_resources_first_and_leaves_what_the_notes_
         return kinds - CLUSTER_MADE
 
     wait_until(lambda: not any(n.startswith("pod/") for n in left()), "the release's pods are gone")
-    remaining = left()
-    expected = {
+    given = {f"secret/{s['metadata']['name']}" for s in get("secrets", **{GIVEN: "true"})}
+    restored = {
+        f"persistentvolumeclaim/{c['metadata']['name']}"
+        for c in get("pvc")
+        if "platform.amrutam.io/restore" in c["metadata"].get("labels", {})
+    }
+    named = {
         f"configmap/{RELEASE}-env",
         f"secret/{RELEASE}-env",
         f"persistentvolumeclaim/data-{RELEASE}-postgresql-0",
     }
-    assert remaining == expected
-    for name in expected:
+    # The team's own Secrets, and the claims restores made, which the notes name by label.
+    assert left() == named | given | restored
+    for name in named:
         assert name.split("/")[1] in notes, (name, notes)
+    assert not restored or "platform.amrutam.io/restore" in notes, notes
     # Helm never deletes CRDs, as the notes say.
     assert "scalingpolicies.platform.amrutam.io" in kubectl("get", "crds", "-o", "name")
