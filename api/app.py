@@ -34,6 +34,7 @@ from amrutam.settings import Settings, get_settings
 from api import middleware, outages
 from api.context import Policies, Services
 from api.fhir import routes as fhir
+from api.fhir.capability import capability
 from api.openapi import document
 from api.problems import ProblemErrorHandler
 from api.routes import audit, auth, consultations, doctors, holds, ops, scheduling
@@ -88,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 "Telemedicine backend: accounts, doctors, slots, bookings, consultations.",
             )
         )
-        app.ctx.fhir_capability = fhir.capability(app, "1")
+        app.ctx.fhir_capability = capability(app, "1")
         path = Path(tempfile.gettempdir()) / f"amrutam-openapi-{os.getpid()}.json"
         path.write_bytes(app.ctx.openapi)
         app.config.OAS_CUSTOM_FILE = str(path)

@@ -1,131 +1,44 @@
 """/fhir/R4 routes: reads and searches through the ``/v1`` use cases.
 
-Each handler is marked with its ``Interaction`` (resource type, read or search, the
-search parameters); ``capability`` builds the CapabilityStatement from the routed
-handlers' marks, so it lists exactly what is served. Reads of the public directory
-(Practitioner, PractitionerRole, Schedule) come from the same Redis entries as
-``/v1/doctors`` and are invalidated by the same writes.
+Each handler is marked with its ``Interaction`` (capability.py), from which the
+CapabilityStatement is built. Reads of the public directory (Practitioner,
+PractitionerRole, Schedule) come from the same Redis entries as ``/v1/doctors`` and
+are invalidated by the same writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import orjson
-from sanic import Blueprint, HTTPResponse, Request, Sanic
+from sanic import Blueprint, HTTPResponse, Request
 
 from amrutam.audit.schemas import AuditQuery
 from amrutam.consultations.schemas import PageQuery
 from amrutam.doctors.schemas import SearchQuery
 from amrutam.errors import NotFound
-from amrutam.jsonutil import dumps
 from amrutam.scheduling.schemas import AppointmentQuery, SlotQuery
 from api.fhir import resources
-from api.fhir.outcome import BASE, CONTENT_TYPE
-from api.fhir.resources import Resource
-from api.fhir.search import Param, Query, Range, base_url, next_link, read, self_link
+from api.fhir.capability import interaction
+from api.fhir.outcome import BASE
+from api.fhir.responses import (
+    answer,
+    bounds,
+    bundle,
+    json_response,
+    known_id,
+    read_resource,
+    representation,
+)
+from api.fhir.search import Param, Query, read
 from api.guards import actor, require
 from api.middleware import services
 from api.problems import BadRequest
 from api.validation import validate
 
 bp = Blueprint("fhir", url_prefix=BASE)
-
-Handler = Callable[..., Awaitable[HTTPResponse]]
-
-
-@dataclass(frozen=True)
-class Interaction:
-    resource: str
-    kind: Literal["read", "search-type"]
-    params: Mapping[str, Param] = field(default_factory=dict)
-    cached: bool = False  # answered from the /v1 cache: the rate-limit hit rides on it
-
-
-def interaction(
-    resource: str,
-    kind: Literal["read", "search-type"],
-    params: Mapping[str, Param] | None = None,
-    *,
-    cached: bool = False,
-) -> Callable[[Handler], Handler]:
-    def mark(handler: Handler) -> Handler:
-        handler.__dict__["fhir"] = Interaction(resource, kind, params or {}, cached)
-        return handler
-
-    return mark
-
-
-# -- responses ---------------------------------------------------------------------
-
-
-def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
-    return HTTPResponse(body, status=status, headers=headers, content_type=CONTENT_TYPE)
-
-
-def _representation(resource: Resource) -> tuple[bytes, dict[str, str]]:
-    """A resource's body and validators: a weak ETag of its content, and Last-Modified
-    where the record has a time of change."""
-    body = dumps(resource)
-    headers = {"ETag": f'W/"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'}
-    updated = (resource.get("meta") or {}).get("lastUpdated")
-    if updated:
-        instant = datetime.fromisoformat(updated).astimezone(UTC)
-        headers["Last-Modified"] = format_datetime(instant, usegmt=True)
-    return body, headers
-
-
-def _answer(request: Request, body: bytes, headers: dict[str, str]) -> HTTPResponse:
-    """One resource; ``If-None-Match`` with its ETag gets 304."""
-    if headers["ETag"] in request.headers.get("if-none-match", ""):
-        return HTTPResponse(status=304, headers=dict(headers))
-    return _json(body, headers=dict(headers))
-
-
-def _read(request: Request, resource: Resource) -> HTTPResponse:
-    return _answer(request, *_representation(resource))
-
-
-def _bundle(
-    request: Request, query: Query, found: list[Resource], next_cursor: str | None
-) -> HTTPResponse:
-    """A searchset; ``total`` when the whole result is on this first page."""
-    base = base_url(request)
-    links = [{"relation": "self", "url": self_link(request)}]
-    if next_cursor:
-        links.append({"relation": "next", "url": next_link(request, next_cursor)})
-    bundle: Resource = {"resourceType": "Bundle", "type": "searchset"}
-    if next_cursor is None and query.cursor is None:
-        bundle["total"] = len(found)
-    bundle["link"] = links
-    bundle["entry"] = [
-        {
-            "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
-            "resource": r,
-            "search": {"mode": "match"},
-        }
-        for r in found
-    ]
-    return _json(dumps(bundle))
-
-
-def _id(text: str, kind: str) -> uuid.UUID:
-    found = resources.our_id(text)
-    if found is None:
-        raise NotFound(f"no such {kind}")
-    return found
-
-
-def _bounds(query: Query, name: str) -> Range:
-    found: Range | None = query.get(name)
-    return found or Range()
 
 
 # -- the directory: Practitioner, PractitionerRole, Schedule -------------------------
@@ -176,12 +89,12 @@ _DIRECTORY = {
 def _directory(kind: str, profile: bytes) -> tuple[bytes, dict[str, str]]:
     """A doctor's resource from the profile's cached JSON. Keyed by that JSON itself: a
     changed profile is another entry, so invalidation stays the profile cache's."""
-    return _representation(_DIRECTORY[kind](orjson.loads(profile)))
+    return representation(_DIRECTORY[kind](orjson.loads(profile)))
 
 
 async def _directory_read(request: Request, kind: str, id_: str) -> HTTPResponse:
-    profile = await services(request).doctors.profile(_id(id_, kind))
-    return _answer(request, *_directory(kind, profile))
+    profile = await services(request).doctors.profile(known_id(id_, kind))
+    return answer(request, *_directory(kind, profile))
 
 
 @bp.get("/Practitioner/<id_:str>")
@@ -201,7 +114,7 @@ async def read_practitioner_role(request: Request, id_: str) -> HTTPResponse:
 async def search_practitioner_roles(request: Request) -> HTTPResponse:
     query = read(request, DIRECTORY_PARAMS)
     profiles, next_cursor = await _doctors(request, query, query.get("practitioner"))
-    return _bundle(request, query, [resources.practitioner_role(p) for p in profiles], next_cursor)
+    return bundle(request, query, [resources.practitioner_role(p) for p in profiles], next_cursor)
 
 
 @bp.get("/Schedule/<id_:str>")
@@ -215,7 +128,7 @@ async def read_schedule(request: Request, id_: str) -> HTTPResponse:
 async def search_schedules(request: Request) -> HTTPResponse:
     query = read(request, SCHEDULE_PARAMS)
     profiles, next_cursor = await _doctors(request, query, query.get("actor"))
-    return _bundle(request, query, [resources.schedule(p) for p in profiles], next_cursor)
+    return bundle(request, query, [resources.schedule(p) for p in profiles], next_cursor)
 
 
 # -- Slot --------------------------------------------------------------------------
@@ -245,10 +158,10 @@ async def search_slots(request: Request) -> HTTPResponse:
     if query.get("status") is not None:
         statuses = tuple(_SLOT_STATUSES[c] for c in query.get("status")[1] if c in _SLOT_STATUSES)
         if not statuses:
-            return _bundle(request, query, [], None)
+            return bundle(request, query, [], None)
     else:
         statuses = None if viewer is not None and viewer.user_id == doctor_id else ("open",)
-    window = _bounds(query, "start")
+    window = bounds(query, "start")
     availability = services(request).availability
     if statuses == ("open",):  # the public listing, from the same cache entries as /v1's
         listing = validate(
@@ -266,7 +179,7 @@ async def search_slots(request: Request) -> HTTPResponse:
             doctor_id, statuses, window.lower, window.upper, query.cursor, query.count, viewer
         )
     found = [resources.slot(row) for row in page["items"]]
-    return _bundle(request, query, found, page["next_cursor"])
+    return bundle(request, query, found, page["next_cursor"])
 
 
 # -- Appointment, Encounter, MedicationRequest ----------------------------------------
@@ -285,8 +198,10 @@ MEDICATION_REQUEST_PARAMS = {"patient": Param("reference", "The patient", "Patie
 @interaction("Appointment", "read")
 @require()
 async def read_appointment(request: Request, id_: str) -> HTTPResponse:
-    body = await services(request).scheduling.appointment(actor(request), _id(id_, "appointment"))
-    return _read(request, resources.appointment(orjson.loads(body)))
+    body = await services(request).scheduling.appointment(
+        actor(request), known_id(id_, "appointment")
+    )
+    return read_resource(request, resources.appointment(orjson.loads(body)))
 
 
 @bp.get("/Appointment")
@@ -300,9 +215,9 @@ async def search_appointments(request: Request) -> HTTPResponse:
         if len(codes) > 1:
             raise BadRequest("status takes one code")
         if codes[0] not in _APPOINTMENT_STATUSES:
-            return _bundle(request, query, [], None)
+            return bundle(request, query, [], None)
         status = _APPOINTMENT_STATUSES[codes[0]]
-    window = _bounds(query, "date")
+    window = bounds(query, "date")
     listing = validate(
         AppointmentQuery,
         {
@@ -321,15 +236,15 @@ async def search_appointments(request: Request) -> HTTPResponse:
     )
     page = orjson.loads(body)
     found = [resources.appointment(row) for row in page["items"]]
-    return _bundle(request, query, found, page["next_cursor"])
+    return bundle(request, query, found, page["next_cursor"])
 
 
 @bp.get("/Encounter/<id_:str>")
 @interaction("Encounter", "read")
 @require()
 async def read_encounter(request: Request, id_: str) -> HTTPResponse:
-    body = await services(request).consultations.get(actor(request), _id(id_, "encounter"))
-    return _read(request, resources.encounter(orjson.loads(body)))
+    body = await services(request).consultations.get(actor(request), known_id(id_, "encounter"))
+    return read_resource(request, resources.encounter(orjson.loads(body)))
 
 
 @bp.get("/MedicationRequest/<id_:str>")
@@ -345,7 +260,7 @@ async def read_medication_request(request: Request, id_: str) -> HTTPResponse:
     if n > len(prescription["items"]):
         raise NotFound("no such medication request")
     item = prescription["items"][n - 1]
-    return _read(request, resources.medication_request(prescription, item, n))
+    return read_resource(request, resources.medication_request(prescription, item, n))
 
 
 @bp.get("/MedicationRequest")
@@ -359,7 +274,7 @@ async def search_medication_requests(request: Request) -> HTTPResponse:
     )
     page = orjson.loads(body)
     found = [resources.medication_request(row, row["item"], row["n"]) for row in page["items"]]
-    return _bundle(request, query, found, page["next_cursor"])
+    return bundle(request, query, found, page["next_cursor"])
 
 
 # -- AuditEvent (admins) -------------------------------------------------------------
@@ -392,7 +307,7 @@ async def search_audit_events(request: Request) -> HTTPResponse:
         if kind == "MedicationRequest":
             named = resources.parse_medication_request_id(entity_id)
             entity_id = str(named[0]) if named else entity_id
-    window = _bounds(query, "date")
+    window = bounds(query, "date")
     search = validate(
         AuditQuery,
         {
@@ -407,71 +322,9 @@ async def search_audit_events(request: Request) -> HTTPResponse:
     )
     page = orjson.loads(await services(request).audit.search(actor(request), search))
     found = [resources.audit_event(row) for row in page["items"]]
-    return _bundle(request, query, found, page["next_cursor"])
-
-
-# -- CapabilityStatement ---------------------------------------------------------------
+    return bundle(request, query, found, page["next_cursor"])
 
 
 @bp.get("/metadata")
 async def metadata(request: Request) -> HTTPResponse:
-    return _json(request.app.ctx.fhir_capability)
-
-
-def capability(app: Sanic[Any, Any], version: str) -> bytes:
-    """What the router serves under /fhir/R4, as a CapabilityStatement."""
-    by_type: dict[str, list[Interaction]] = {}
-    for route in app.router.routes:
-        mark: Interaction | None = getattr(route.handler, "fhir", None)
-        if mark is not None:
-            by_type.setdefault(mark.resource, []).append(mark)
-    described = []
-    for kind in sorted(by_type):
-        marks = by_type[kind]
-        entry: Resource = {
-            "type": kind,
-            "interaction": [{"code": m.kind} for m in sorted(marks, key=lambda m: m.kind)],
-            "versioning": "no-version",
-            "readHistory": False,
-            "updateCreate": False,
-        }
-        params = {name: p for m in marks for name, p in m.params.items()}
-        if params:
-            entry["searchParam"] = [
-                {"name": name, "type": p.kind, "documentation": p.doc}
-                for name, p in sorted(params.items())
-            ]
-        described.append(entry)
-    statement = {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": datetime.now(UTC).isoformat(),
-        "publisher": "Amrutam",
-        "kind": "instance",
-        "software": {"name": "Amrutam", "version": version},
-        "implementation": {"description": "Amrutam FHIR R4 read facade"},
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "rest": [
-            {
-                "mode": "server",
-                "documentation": "Searches page with _count (at most 100) and the next link.",
-                "security": {
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/"
-                                    "restful-security-service",
-                                    "code": "OAuth",
-                                }
-                            ]
-                        }
-                    ],
-                    "description": "Bearer access tokens from POST /v1/auth/login, as /v1.",
-                },
-                "resource": described,
-            }
-        ],
-    }
-    return orjson.dumps(statement)
+    return json_response(request.app.ctx.fhir_capability)
