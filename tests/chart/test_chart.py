@@ -444,19 +444,11 @@ def test_generated_secrets_are_strong_and_urls_complete() -> None:
     assert data["AMRUTAM_REDIS_URL"] == "redis://redis:6379/0"
 
 
-def test_monitoring_renders_slo_burn_rate_and_backup_alerts() -> None:
+def test_every_operator_series_an_alert_reads_is_one_the_operator_exports() -> None:
+    """What each alert does with its series is test_alert_rules.py's (promtool); this is
+    the other half: the names it reads are the operator's."""
     docs = render(MONITORING)
     (rule,) = of_kind(docs, "PrometheusRule")
-    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
-    assert {
-        "AmrutamReadLatencyBudgetFastBurn",
-        "AmrutamWriteLatencyBudgetFastBurn",
-        "AmrutamBackupStale",
-        "AmrutamWALArchivingFailing",
-        "AmrutamNotRecoverable",
-        "AmrutamOperatorAbsent",
-    } <= alerts
-    # Every operator series an alert reads is one the operator exports.
     from amrutam_operator import metrics
     from prometheus_client import REGISTRY
 
@@ -472,9 +464,6 @@ def test_monitoring_renders_slo_burn_rate_and_backup_alerts() -> None:
     }
     assert read
     assert read <= exported, read - exported
-    records = [r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r]
-    assert any('le="0.2"' in r["expr"] for r in records)
-    assert any('le="0.5"' in r["expr"] for r in records)
     assert of_kind(docs, "ServiceMonitor")
 
 
