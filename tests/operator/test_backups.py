@@ -216,6 +216,7 @@ async def test_a_schedule_that_never_ran_is_overdue(cluster: Cluster, archived: 
     )
     PgBackRest(config, "amrutam").stanza_create()
     await repo_config(cluster, "pgbr-empty", config)
+    await cluster.secret("archiver-db", dsn=archived.dsn())  # the database answers
     empty = schedule_spec("pgbr-empty", archived)
     empty["repo"]["path"] = str(archived.root / "empty-repo" / "repo")
     await cluster.apply("backupschedules", "stale", empty)
