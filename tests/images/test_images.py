@@ -323,9 +323,11 @@ def test_backup_job_then_restore_job_and_postgresql_on_the_restored_claim(
     assert reached is not None
     assert seconds is not None
 
-    # PostgreSQL on the restored claim, as the chart starts it there (existingClaim).
+    # PostgreSQL on the restored claim, as the chart starts it there (existingClaim: a
+    # StatefulSet named for the claim, N4).
     docs = render(values("-", existingClaim=claim) | {"backups": {"enabled": False}})
-    copy_ = platform.pod("restored-postgresql", statefulset_pod(docs, DB_POD[:-2]))
+    database = f"{DB_POD[:-2].removesuffix('-postgresql')}-pg-{claim}"
+    copy_ = platform.pod("restored-postgresql", statefulset_pod(docs, database))
     try:
         copy_.start(copy_.container("postgresql"))
         wait_until(
