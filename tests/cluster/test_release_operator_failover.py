@@ -1,5 +1,7 @@
 """Two operator replicas in the real cluster: one acts, the other stands by; when the
-active pod is deleted, the other acts on the next request. Restores one replica after."""
+active pod is deleted, the other acts on the next request. Restores one replica after.
+Runs after test_release.py (its upgrades would change the release that one inspects
+as installed), before test_restore.py."""
 
 from __future__ import annotations
 
