@@ -130,3 +130,9 @@ def succeeded(job: str) -> dict[str, Any] | None:
 
 def exists(kind: str, name: str) -> bool:
     return bool(kubectl("get", kind, name, "-n", NAMESPACE, "--ignore-not-found", "-o", "name"))
+
+
+def api_url() -> str:
+    """The API's Service, as the node reaches it."""
+    service = get("service", f"{RELEASE}-api")
+    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"

@@ -21,6 +21,7 @@ from tests.cluster.kube import (
     NAMESPACE,
     RELEASE,
     VALUES,
+    api_url,
     component,
     get,
     helm,
@@ -37,11 +38,6 @@ from tests.helpers import PASSWORD, totp_code, unique_email
 # Installs and upgrades wait on a real cluster: minutes on a slow machine, not the suite's 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(900)]
 REVISION = "platform.amrutam.io/schema-revision"
-
-
-def api_url() -> str:
-    service = get("service", f"{RELEASE}-api")
-    return f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
 
 
 def test_install_with_the_in_cluster_database_migrates_and_every_workload_is_ready() -> None:

@@ -18,6 +18,7 @@ from tests.cluster.kube import (
     FIGURES,
     NAMESPACE,
     RELEASE,
+    api_url,
     get,
     kubectl,
     printed,
@@ -36,9 +37,7 @@ CLAIM = "restored-before-b"
 
 
 def api() -> httpx.Client:
-    service = get("service", f"{RELEASE}-api")
-    url = f"http://{service['spec']['clusterIP']}:{service['spec']['ports'][0]['port']}"
-    return httpx.Client(base_url=url, timeout=30)
+    return httpx.Client(base_url=api_url(), timeout=30)
 
 
 def register() -> str:
