@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
 from pydantic import (
@@ -57,8 +57,17 @@ def _iso_text(value: Any) -> Any:
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
+def _local(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a local time of day, without an offset")
+    return value
+
+
 Instant = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_bounded_instant)]
 Day = Annotated[date, BeforeValidator(_iso_text), AfterValidator(_bounded_day)]
+# A time of day in a zone the request names elsewhere (a doctor's): an offset would be a
+# second, contradicting zone, and dropping it would move the time silently.
+LocalTime = Annotated[time, BeforeValidator(_iso_text), AfterValidator(_local)]
 
 
 def _strings(value: Any) -> Iterable[str]:

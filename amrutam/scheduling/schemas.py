@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from amrutam.doctors.schemas import valid_timezone
-from amrutam.inputs import Day, Input, Instant
+from amrutam.inputs import Day, Input, Instant, LocalTime
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 MAX_SLOTS_PER_REQUEST = 1000
@@ -39,8 +39,8 @@ class WeeklyRule(Input):
     from_date: Day
     to_date: Day
     weekdays: list[int] = Field(min_length=1, max_length=7, description="0 = Monday ... 6 = Sunday")
-    start_time: time
-    end_time: time
+    start_time: LocalTime
+    end_time: LocalTime
     slot_minutes: int = Field(ge=5, le=480)
     timezone: str = Field(max_length=64)
 
@@ -58,9 +58,6 @@ class WeeklyRule(Input):
 
     @model_validator(mode="after")
     def _ranges(self) -> WeeklyRule:
-        # Checked first: a time with an offset cannot be compared with one without.
-        if self.start_time.tzinfo is not None or self.end_time.tzinfo is not None:
-            raise ValueError("start_time and end_time are local times, without an offset")
         if self.to_date < self.from_date:
             raise ValueError("to_date is before from_date")
         if (self.to_date - self.from_date).days >= MAX_RULE_DAYS:
@@ -110,8 +107,8 @@ class WaitlistIn(Input):
     for slots inside a time window of that day."""
 
     date: Day
-    from_time: time | None = None
-    to_time: time | None = None
+    from_time: LocalTime | None = None
+    to_time: LocalTime | None = None
 
     @model_validator(mode="after")
     def _window(self) -> WaitlistIn:

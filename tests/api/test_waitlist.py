@@ -174,6 +174,19 @@ async def test_joining_refuses_what_cannot_be(http: httpx.AsyncClient) -> None:
     assert_problem(await http.get("/v1/waitlist"), 401)
 
 
+async def test_a_window_with_a_time_offset_is_refused_not_silently_moved(
+    http: httpx.AsyncClient,
+) -> None:
+    """G6: "09:00+05:30" was kept as 09:00 in the doctor's zone, whatever that is."""
+    doctor = await make_doctor(http)
+    patient = bearer(await register(http))
+    day = (datetime.now(KOLKATA) + timedelta(days=2)).date()
+    for window in ({"from_time": "09:00+05:30"}, {"to_time": "17:00Z"}):
+        assert_problem(await join(http, patient, doctor, day, **window), 422)
+    listed = await http.get("/v1/waitlist", headers=patient)
+    assert listed.json()["items"] == []
+
+
 async def test_nobody_is_offered_two_slots_and_no_slot_goes_to_two(
     http: httpx.AsyncClient, database_url: str
 ) -> None:
