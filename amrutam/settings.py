@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     trusted_proxies: int = Field(0, ge=0, description="proxies whose X-Forwarded-For is trusted")
+    # Where clients reach the API (scheme, host, any path prefix): the base of the absolute
+    # links it writes (FHIR Bundles). Never taken from a request's Host header, which the
+    # client chooses. Empty: links are relative to the API's root.
+    public_base_url: str = Field(
+        "", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$", max_length=512
+    )
     # On SIGTERM the server stops accepting connections and gives the requests in flight
     # this long to finish (the chart's terminationGracePeriodSeconds leaves room for it).
     shutdown_grace_s: float = Field(20.0, ge=0, le=300)
@@ -123,6 +129,11 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_file: str | None = Field(None, description="also log to this file, rotated daily")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> Settings:

@@ -14,7 +14,7 @@ from amrutam.dev.servers import PostgresServer, RedisServer, free_port
 from amrutam.infra.migrate import upgrade
 
 # Imported first: it also sets the operator's test settings, before anything imports it.
-from tests.helpers import SHORT_HOLD_S, api_env, random_ip
+from tests.helpers import PUBLIC_BASE_URL, SHORT_HOLD_S, api_env, random_ip
 from tests.servers import ApiServer
 
 # pgBackRest keeps its locks and spool under /tmp and these tests all use one stanza name,
@@ -76,7 +76,8 @@ def database_url(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="session")
 def api(database_url: str, redis_server: RedisServer) -> Iterator[ApiServer]:
-    server = ApiServer(api_env(database_url, redis_server.url())).start()
+    env = api_env(database_url, redis_server.url(), public_base_url=PUBLIC_BASE_URL)
+    server = ApiServer(env).start()
     yield server
     server.stop()
 

@@ -35,6 +35,8 @@ os.environ.update(
 
 TEST_JWT_SECRET = "test-secret-for-the-test-suite-only-0123456789abcdef"
 PASSWORD = "correct horse battery"
+# Where the tests' main API server says clients reach it (AMRUTAM_PUBLIC_BASE_URL).
+PUBLIC_BASE_URL = "https://api.amrutam.test"
 
 
 def as_app_role(admin_url: str) -> str:

@@ -59,9 +59,11 @@ def bundle(
     if next_cursor is None and query.cursor is None:
         bundle["total"] = len(found)
     bundle["link"] = links
+    # fullUrl is an absolute URL or nothing (FHIR R4 Bundle.entry.fullUrl).
+    absolute = base.startswith(("http://", "https://"))
     bundle["entry"] = [
         {
-            "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+            **({"fullUrl": f"{base}/{r['resourceType']}/{r['id']}"} if absolute else {}),
             "resource": r,
             "search": {"mode": "match"},
         }

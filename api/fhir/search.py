@@ -23,6 +23,7 @@ from sanic import Request
 from amrutam.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from api.fhir.outcome import BASE
 from api.fhir.resources import our_id
+from api.middleware import services
 from api.problems import BadRequest
 
 Kind = Literal["reference", "token", "date"]
@@ -224,4 +225,6 @@ def self_link(request: Request) -> str:
 
 
 def base_url(request: Request) -> str:
-    return f"{request.scheme}://{request.host}{BASE}"
+    """The facade's base from the configured public URL, relative without one (G5: from
+    the Host header, a client could point every link at a server of its choosing)."""
+    return f"{services(request).settings.public_base_url}{BASE}"
