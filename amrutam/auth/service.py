@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, driver_connection, record, record_in
-from amrutam.auth import factors, mfa, sessions
+from amrutam.auth import challenges, factors, mfa, sessions
 from amrutam.auth.models import RefreshToken, Role, User
 from amrutam.auth.passwords import Passwords
 from amrutam.auth.schemas import (
@@ -123,23 +123,28 @@ class Accounts:
     ) -> AuthResult:
         """The second step of a login: tokens for a right code (each TOTP step and each
         recovery code works once)."""
-        user_id = self.access_tokens.challenged(challenge)
+        step = self.access_tokens.challenged(challenge)
+        user_id = step.user_id
         address = actor.ip or "unknown"
         if self._code_throttle is not None:
             await self._code_throttle.admit(str(user_id), address)
         async with self._db.transaction() as session:
-            user = await session.get(User, user_id)
             conn = await driver_connection(session)
+            if not await challenges.take(conn, step):
+                raise AuthenticationFailed("this login step is spent; log in again")
+            user = await session.get(User, user_id)
             used = None
             if user is not None and user.is_active:
                 used = await factors.use_code(conn, self.box, user_id, code)
             if used is not None and user is not None:
+                await challenges.spend(conn, step.jti)
                 who = _as(user, actor)
                 await record(conn, who, Action.AUTH_LOGIN, "user", user_id, {"second_factor": used})
                 client = Client(actor.ip, user_agent)
                 result = await self._issue(session, user, new_session=client, second_factor=True)
         if used is None:
             async with self._db.connection() as conn, conn.transaction():
+                await challenges.failed(conn, step.jti)
                 detail = {"step": "login"}
                 await record(conn, actor, Action.AUTH_MFA_FAILED, "user", user_id, detail)
             raise AuthenticationFailed("the code is wrong, expired or already used")

@@ -13,12 +13,14 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
 from joserfc.jwk import GuestProtocol, OctKey
 
+from amrutam.auth.challenges import Challenge
 from amrutam.auth.models import Role
 from amrutam.errors import AuthenticationFailed
 from amrutam.settings import Settings
@@ -82,11 +84,16 @@ class AccessTokens:
         """Proof that the password was right, good only for ``/v1/auth/mfa/verify``."""
         return self._sign({"sub": str(user_id), "aud": _CHALLENGE_AUDIENCE}, self.challenge_ttl)
 
-    def challenged(self, token: str) -> uuid.UUID:
-        """The account a challenge was issued to; AuthenticationFailed if it is not one."""
+    def challenged(self, token: str) -> Challenge:
+        """The challenge and the account it was issued to; AuthenticationFailed if it is
+        not one of ours (whether it is spent is the database's: challenges.take)."""
         try:
             claims = self._claims(token, self._challenge_claims)
-            return uuid.UUID(claims["sub"])
+            return Challenge(
+                jti=str(claims["jti"]),
+                user_id=uuid.UUID(claims["sub"]),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            )
         except ExpiredTokenError as exc:
             raise AuthenticationFailed("the login step expired; log in again") from exc
         except _INVALID as exc:
