@@ -57,6 +57,7 @@ def _iso_text(value: Any) -> Any:
 
 _NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
+
 def _local(value: time) -> time:
     if value.tzinfo is not None:
         raise ValueError("a local time of day, without an offset")

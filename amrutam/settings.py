@@ -52,9 +52,7 @@ class Settings(BaseSettings):
     # Where clients reach the API (scheme, host, any path prefix): the base of the absolute
     # links it writes (FHIR Bundles). Never taken from a request's Host header, which the
     # client chooses. Empty: links are relative to the API's root.
-    public_base_url: str = Field(
-        "", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$", max_length=512
-    )
+    public_base_url: str = Field("", pattern=r"^(https?://[^/?#\s]+(/[^?#\s]*)?)?$", max_length=512)
     # On SIGTERM the server stops accepting connections and gives the requests in flight
     # this long to finish (the chart's terminationGracePeriodSeconds leaves room for it).
     shutdown_grace_s: float = Field(20.0, ge=0, le=300)

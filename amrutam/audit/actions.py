@@ -13,6 +13,9 @@ class Action(StrEnum):
     AUTH_REFRESH_REUSE = "auth.refresh_reuse"
     AUTH_LOGOUT = "auth.logout"
     AUTH_SESSION_REVOKED = "auth.session_revoked"
+    # Every other session of an account, after its credentials changed (G7).
+    AUTH_SESSIONS_ENDED = "auth.sessions_ended"
+    AUTH_PASSWORD_CHANGED = "auth.password_changed"
     AUTH_MFA_CHALLENGED = "auth.mfa_challenged"  # right password, code next
     AUTH_MFA_SETUP = "auth.mfa_setup"
     AUTH_MFA_ENABLED = "auth.mfa_enabled"

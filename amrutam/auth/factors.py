@@ -15,7 +15,7 @@ import asyncpg
 
 from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, record
-from amrutam.auth import mfa
+from amrutam.auth import mfa, sessions
 from amrutam.auth.schemas import MfaSetup, RecoveryCodes
 from amrutam.auth.throttle import Throttle
 from amrutam.errors import AuthenticationFailed, Conflict, InvalidInput
@@ -68,10 +68,17 @@ async def is_enabled(conn: asyncpg.Connection, user_id: uuid.UUID) -> bool:
 
 
 class SecondFactors:
-    def __init__(self, db: Database, box: mfa.SecretBox, throttle: Throttle | None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        box: mfa.SecretBox,
+        throttle: Throttle | None,
+        revocations: sessions.Revocations | None = None,
+    ) -> None:
         self._db = db
         self._box = box
         self._throttle = throttle
+        self._revocations = revocations
 
     async def setup(self, actor: Actor, email: str) -> MfaSetup:
         """A new secret, not in force until ``confirm`` (a second setup replaces it)."""
@@ -91,9 +98,14 @@ class SecondFactors:
             await record(conn, actor, Action.AUTH_MFA_SETUP, "user", user_id)
         return MfaSetup(secret=secret, otpauth_uri=mfa.enrolment_uri(secret, email))
 
-    async def confirm(self, actor: Actor, code: str) -> RecoveryCodes:
-        """Turn the set-up factor on with a code from it; ten fresh recovery codes."""
+    async def confirm(
+        self, actor: Actor, code: str, keep: uuid.UUID | None = None
+    ) -> RecoveryCodes:
+        """Turn the set-up factor on with a code from it; ten fresh recovery codes. Every
+        session of the account but ``keep`` (the caller's) ends: one opened with a stolen
+        password must not outlive its owner's enrolment (G7)."""
         user_id = _user(actor)
+        ended: list[uuid.UUID] = []
 
         async def attempt(conn: asyncpg.Connection) -> RecoveryCodes | None:
             pending = await conn.fetchrow(
@@ -117,9 +129,13 @@ class SecondFactors:
                 [(user_id, mfa.recovery_code_hash(c)) for c in codes],
             )
             await record(conn, actor, Action.AUTH_MFA_ENABLED, "user", user_id)
+            ended.extend(await sessions.end_recorded(conn, actor, user_id, keep, "mfa_enabled"))
             return RecoveryCodes(recovery_codes=codes)
 
-        return await self._checked(actor, "confirm", attempt)
+        result = await self._checked(actor, "confirm", attempt)
+        if self._revocations is not None:
+            await self._revocations.mark_all(ended)
+        return result
 
     async def disable(self, actor: Actor, code: str) -> None:
         """Turn the factor off, with a code from it (or a recovery code)."""

@@ -16,6 +16,16 @@ PASSWORD_MIN = 10
 MIN_PASSWORD_SCORE = 2
 
 
+TOO_GUESSABLE = "this password is too common or too easy to guess"
+
+
+def guessable(password: str, *hints: str) -> bool:
+    """NIST 800-63B: refuse common and easily guessed passwords rather than impose
+    composition rules. zxcvbn ships its lists (no network); its cost grows with length,
+    so the first 64 characters decide. ``hints``: the account's own words (e-mail, name)."""
+    return bool(zxcvbn(password[:64], user_inputs=list(hints))["score"] < MIN_PASSWORD_SCORE)
+
+
 class _ByEmail(Input):
     """Accounts are found by their email, compared in lower case."""
 
@@ -35,18 +45,19 @@ class NewAccount(_ByEmail):
 
     @model_validator(mode="after")
     def _not_guessable(self) -> NewAccount:
-        # NIST 800-63B: refuse common and easily guessed passwords rather than impose
-        # composition rules. zxcvbn ships its lists (no network); its cost grows with
-        # length, so the first 64 characters decide.
-        strength = zxcvbn(self.password[:64], user_inputs=[self.email, self.full_name])
-        if strength["score"] < MIN_PASSWORD_SCORE:
-            raise ValueError("this password is too common or too easy to guess")
+        if guessable(self.password, self.email, self.full_name):
+            raise ValueError(TOO_GUESSABLE)
         return self
 
 
 class Registration(NewAccount):
     role: Literal["patient", "doctor"]
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{5,30}$")
+
+
+class PasswordChange(Input):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=PASSWORD_MIN, max_length=256)
 
 
 class Credentials(_ByEmail):

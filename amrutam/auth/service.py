@@ -20,6 +20,7 @@ from amrutam.audit.actions import Action
 from amrutam.audit.log import Actor, driver_connection, record, record_in
 from amrutam.auth import challenges, factors, mfa, sessions
 from amrutam.auth.models import RefreshToken, Role, User
+from amrutam.auth.password_change import PasswordChanges
 from amrutam.auth.passwords import Passwords
 from amrutam.auth.schemas import (
     AuthResult,
@@ -58,7 +59,8 @@ class Accounts:
         self.passwords = Passwords(settings)
         self.access_tokens = AccessTokens(settings)
         self.box = mfa.SecretBox(settings.mfa_encryption_key.get_secret_value().encode())
-        self.factors = factors.SecondFactors(db, self.box, code_throttle)
+        self.factors = factors.SecondFactors(db, self.box, code_throttle, revocations)
+        self.password_changes = PasswordChanges(db, self.passwords, throttle, revocations)
         self._mfa_required = settings.mfa_required
         self._refresh_ttl = timedelta(seconds=settings.refresh_token_ttl_s)
 

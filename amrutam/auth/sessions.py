@@ -21,6 +21,8 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from amrutam.audit.actions import Action
+from amrutam.audit.log import Actor, record
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import REDIS_DEGRADED
 
@@ -105,6 +107,45 @@ async def end(
     return ended is not None
 
 
+async def end_others(
+    conn: asyncpg.Connection, user_id: uuid.UUID, keep: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """Revoke every open session of the user but ``keep`` (the caller's), with their
+    refresh tokens: after the account's credentials change, a session opened with the
+    old ones must not live on (G7). The ended sessions' ids, for their markers."""
+    ended = [
+        row["id"]
+        for row in await conn.fetch(
+            "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1 "
+            "AND revoked_at IS NULL AND id IS DISTINCT FROM $2 RETURNING id",
+            user_id,
+            keep,
+        )
+    ]
+    if ended:
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = now() "
+            "WHERE family_id = ANY($1::uuid[]) AND revoked_at IS NULL",
+            ended,
+        )
+    return ended
+
+
+async def end_recorded(
+    conn: asyncpg.Connection,
+    actor: Actor,
+    user_id: uuid.UUID,
+    keep: uuid.UUID | None,
+    reason: str,
+) -> list[uuid.UUID]:
+    """``end_others``, audited when it ended any (``auth.sessions_ended``)."""
+    ended = await end_others(conn, user_id, keep)
+    if ended:
+        detail = {"reason": reason, "sessions": [str(i) for i in ended]}
+        await record(conn, actor, Action.AUTH_SESSIONS_ENDED, "user", user_id, detail)
+    return ended
+
+
 async def is_open(conn: asyncpg.Connection, session_id: uuid.UUID) -> bool:
     return bool(
         await conn.fetchval(
@@ -130,6 +171,10 @@ class Revocations:
             log.warning(
                 "sessions.revocation_not_marked", session_id=str(session_id), error=str(exc)
             )
+
+    async def mark_all(self, session_ids: list[uuid.UUID]) -> None:
+        for session_id in session_ids:
+            await self.mark(session_id)
 
     async def resend(self, conn: asyncpg.Connection) -> int:
         """Mark again every session ended recently enough for its tokens to live."""

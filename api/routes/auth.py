@@ -13,6 +13,7 @@ from amrutam.auth.schemas import (
     MfaCode,
     MfaSetup,
     MfaVerification,
+    PasswordChange,
     RecoveryCodes,
     RefreshRequest,
     Registration,
@@ -136,7 +137,26 @@ async def mfa_setup(request: Request) -> HTTPResponse:
 @require(enrolling=True)
 async def mfa_confirm(request: Request) -> HTTPResponse:
     data = parse_body(request, MfaCode)
-    return json_response(await services(request).auth.factors.confirm(actor(request), data.code))
+    keep = principal(request).family_id
+    return json_response(
+        await services(request).auth.factors.confirm(actor(request), data.code, keep)
+    )
+
+
+@bp.post("/password", ctx_sealed=True)
+@contract(
+    "Change the password; every other session of the account ends (this one stays)",
+    tag="auth",
+    body=PasswordChange,
+    ok=204,
+    errors=(429,),
+)
+@require(enrolling=True)
+async def change_password(request: Request) -> HTTPResponse:
+    data = parse_body(request, PasswordChange)
+    keep = principal(request).family_id
+    await services(request).auth.password_changes.change(actor(request), keep, data)
+    return HTTPResponse(status=204)
 
 
 @bp.post("/mfa/verify", ctx_sealed=True)
