@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     # Upcoming bookings one patient may hold, in all and with one doctor (slot hoarding).
     max_open_bookings: int = Field(10, ge=1)
     max_open_bookings_per_doctor: int = Field(3, ge=1)
+    # How long a patient waits before holding again a slot whose hold of theirs ended
+    # (released, replaced or expired): without it a hold renews for ever.
+    hold_cooldown_s: int = Field(600, ge=0, le=86_400)
+    # Waitlists (a doctor's date each) one patient may be in at a time.
+    max_waitlist_entries: int = Field(5, ge=1, le=100)
     idempotency_ttl_s: int = 24 * 3600
     idempotency_lock_s: int = Field(60, ge=1, description="how long an in-flight key blocks")
 

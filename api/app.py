@@ -28,7 +28,8 @@ from amrutam.infra.ratelimit import RateLimiter
 from amrutam.infra.redis_client import create_redis
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.holds import Holds
-from amrutam.scheduling.service import BookingLimits, Scheduling
+from amrutam.scheduling.limits import BookingLimits
+from amrutam.scheduling.service import Scheduling
 from amrutam.scheduling.waitlist import Waitlist
 from amrutam.settings import Settings, get_settings
 from api import middleware, outages
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
         redis = create_redis(settings)
         db, cache = Database(engine, settings.db_wait_s), Cache(redis)
         limiter = RateLimiter(redis)
+        limits = BookingLimits(settings.max_open_bookings, settings.max_open_bookings_per_doctor)
         app.ctx.services = Services(
             settings=settings,
             db=db,
@@ -127,11 +129,19 @@ def create_app(settings: Settings | None = None) -> Sanic[Any, Any]:
                 cache,
                 redis,
                 settings.slot_lock_ttl_ms,
-                BookingLimits(settings.max_open_bookings, settings.max_open_bookings_per_doctor),
+                limits,
                 settings.hold_ttl_s,
             ),
-            holds=Holds(db, cache, redis, settings.slot_lock_ttl_ms, settings.hold_ttl_s),
-            waitlist=Waitlist(db, cache, settings.hold_ttl_s),
+            holds=Holds(
+                db,
+                cache,
+                redis,
+                settings.slot_lock_ttl_ms,
+                settings.hold_ttl_s,
+                limits,
+                settings.hold_cooldown_s,
+            ),
+            waitlist=Waitlist(db, cache, settings.hold_ttl_s, settings.max_waitlist_entries),
             consultations=Consultations(db),
             audit=AuditTrail(db, settings.audit_signing_key.get_secret_value().encode()),
         )

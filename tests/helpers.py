@@ -62,6 +62,8 @@ def api_env(database_url: str, redis_url: str, **overrides: str) -> dict[str, st
         # Suites book many slots as one patient; the caps have their own test server.
         "AMRUTAM_MAX_OPEN_BOOKINGS": "100000",
         "AMRUTAM_MAX_OPEN_BOOKINGS_PER_DOCTOR": "100000",
+        "AMRUTAM_HOLD_COOLDOWN_S": "0",
+        "AMRUTAM_MAX_WAITLIST_ENTRIES": "100",
         "AMRUTAM_MAX_BODY_BYTES": "65536",
         "AMRUTAM_LOG_LEVEL": "WARNING",
     }

@@ -8,7 +8,8 @@ The beat task ``end_expired`` only records what already happened (the hold ends 
 A hold is taken like a booking: under the slot's Redis lock, in a transaction that locks
 the slot row, and the database refuses two holds in force on one slot and a hold on a
 slot that is not open (migration 0007). One patient holds at most one slot per doctor:
-a new hold replaces the old one.
+a new hold replaces the old one. Holds count toward the booking caps, and a slot its
+patient let go of cannot be held by them again before a cool-down (``limits``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from amrutam.infra.db import Database
 from amrutam.infra.locks import slot_lock
 from amrutam.infra.metrics import HOLD_EVENTS
 from amrutam.jsonutil import dumps
+from amrutam.scheduling.limits import BookingLimits, check_hold
 from amrutam.scheduling.slots import lock_slot, touch_slots
 from amrutam.scheduling.waitlist import ENDED, Released, released_from, reopen, touch_released
 from amrutam.timeutil import utcnow
@@ -37,13 +39,22 @@ _HOLD = "id, slot_id, patient_id, expires_at"
 
 class Holds:
     def __init__(
-        self, db: Database, cache: Cache, redis: Redis, lock_ttl_ms: int, ttl_s: int
+        self,
+        db: Database,
+        cache: Cache,
+        redis: Redis,
+        lock_ttl_ms: int,
+        ttl_s: int,
+        limits: BookingLimits | None = None,
+        cooldown_s: int = 600,
     ) -> None:
         self._db = db
         self._cache = cache
         self._redis = redis
         self._lock_ttl_ms = lock_ttl_ms
         self._ttl = timedelta(seconds=ttl_s)
+        self._limits = limits or BookingLimits()
+        self._cooldown_s = cooldown_s
 
     async def hold(self, actor: Actor, slot_id: uuid.UUID) -> bytes:
         """Hold an open slot for the caller; a hold of theirs on another slot of the same
@@ -62,6 +73,9 @@ class Holds:
                 raise Conflict("this slot is held")
             if slot["starts_at"] <= utcnow():
                 raise Conflict("this slot has already started")
+            await check_hold(
+                conn, self._limits, self._cooldown_s, actor.user_id, slot_id, slot["doctor_id"]
+            )
             # Expired holds on this slot, and the caller's hold with this doctor, end now.
             ended = await conn.fetch(
                 "UPDATE slot_holds SET ended_at = now(), "

@@ -37,6 +37,7 @@ from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
 from amrutam.pagination import Params
 from amrutam.scheduling.availability import BY_START
+from amrutam.scheduling.limits import BookingLimits
 from amrutam.scheduling.schemas import (
     AppointmentQuery,
 )
@@ -74,14 +75,6 @@ def _booking_conflict(exc: asyncpg.PostgresError) -> Conflict | InvalidInput:
     return Conflict("this slot is already booked")
 
 
-@dataclass(frozen=True, slots=True)
-class BookingLimits:
-    """How many upcoming bookings one patient may hold: in all, and with one doctor."""
-
-    total: int = 10
-    per_doctor: int = 3
-
-
 # A booking is one call of ``book_slot`` (migration 0010), which commits itself: it locks
 # the slot, checks it, serialises the patient's bookings, counts them, and writes the
 # appointment, the slot, the hold, the waitlist entry, the audit row and the outbox event.
@@ -91,7 +84,7 @@ _BOOK = "SELECT * FROM book_slot($1, $2, $3, $4, $5, $6, $7, $8, $9::audit_logs,
 _APPOINTMENT_FIELDS = tuple(_APPOINTMENT.split(", "))
 
 
-def _refusal(row: asyncpg.Record) -> NotFound | Conflict:
+def _refusal(row: asyncpg.Record, limits: BookingLimits) -> NotFound | Conflict:
     match row["outcome"]:
         case "no_slot":
             return NotFound("no such slot")
@@ -103,12 +96,10 @@ def _refusal(row: asyncpg.Record) -> NotFound | Conflict:
             return Conflict("this hold has expired; book the slot by its slot_id")
         case "started":
             return Conflict("this slot has already started")
-        case "total":
-            return Conflict(f"you already hold {row['total']} upcoming appointments")
-        case "with_doctor":
-            return Conflict(
-                f"you already hold {row['with_doctor']} upcoming appointments with this doctor"
-            )
+        case "total" | "with_doctor":
+            refused = limits.refusal(row["total"], row["with_doctor"])
+            if refused is not None:
+                return refused
     raise AssertionError(f"book_slot answered {row['outcome']!r}")
 
 
@@ -185,7 +176,7 @@ class Scheduling:
                 raise _booking_conflict(exc) from exc
         outcome = row["outcome"]
         if outcome not in ("booked", "replayed"):
-            raise _refusal(row)
+            raise _refusal(row, self._limits)
         body = dumps({name: row[name] for name in _APPOINTMENT_FIELDS})
         if outcome == "replayed":
             return Booking(row["id"], body, created=False)

@@ -30,6 +30,7 @@ from amrutam.infra.db import Database
 from amrutam.infra.metrics import HOLD_EVENTS, WAITLIST_EVENTS
 from amrutam.infra.outbox import emit
 from amrutam.jsonutil import dumps
+from amrutam.scheduling.limits import lock_patient
 from amrutam.scheduling.schemas import WaitlistIn
 from amrutam.scheduling.slots import lock_slot, touch_slots
 from amrutam.timeutil import utcnow
@@ -70,10 +71,11 @@ RETURNING slot_holds.id AS hold_id, slot_holds.slot_id, slot_holds.doctor_id,
 
 
 class Waitlist:
-    def __init__(self, db: Database, cache: Cache, hold_ttl_s: int) -> None:
+    def __init__(self, db: Database, cache: Cache, hold_ttl_s: int, max_entries: int = 5) -> None:
         self._db = db
         self._cache = cache
         self._ttl = timedelta(seconds=hold_ttl_s)
+        self._max_entries = max_entries
 
     async def join(self, actor: Actor, doctor_id: uuid.UUID, data: WaitlistIn) -> bytes:
         if actor.role != "patient":
@@ -87,6 +89,18 @@ class Waitlist:
                 raise NotFound("no such doctor")
             if data.date < today:
                 raise InvalidInput("that date has passed", [FieldError("date", "in the past")])
+            # One line at a time per patient, counted under their booking lock (G1: any
+            # number of lines was one more way to keep slots from others).
+            await lock_patient(conn, actor.user_id)
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM waitlist_entries "
+                "WHERE patient_id = $1 AND status IN ('waiting', 'offered')",
+                actor.user_id,
+            )
+            if waiting >= self._max_entries:
+                raise Conflict(
+                    f"you are already in {waiting} waitlists; at most {self._max_entries} at a time"
+                )
             entry_id = uuid.uuid4()
             try:
                 await conn.execute(

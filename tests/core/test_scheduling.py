@@ -30,8 +30,9 @@ from amrutam.infra.redis_client import create_redis
 from amrutam.jsonutil import json_value
 from amrutam.scheduling.availability import Availability
 from amrutam.scheduling.holds import Holds
+from amrutam.scheduling.limits import BookingLimits
 from amrutam.scheduling.schemas import ExplicitSlots, WeeklyRule
-from amrutam.scheduling.service import BookingLimits, Scheduling, _event
+from amrutam.scheduling.service import Scheduling, _event
 from amrutam.settings import Settings
 from amrutam.timeutil import utcnow
 from tests.helpers import PASSWORD, as_app_role, unique_email
