@@ -48,6 +48,10 @@ async def readyz(request: Request) -> HTTPResponse:
 
 @bp.get("/metrics")
 async def metrics(request: Request) -> HTTPResponse:
+    """Here only when no metrics port is configured: with one, Prometheus needs no
+    access to the API port, and the API port shows nothing but the API."""
+    if services(request).settings.metrics_port:
+        return problem(request, 404, "metrics are served on the metrics port")
     body, content_type = exposition()
     return HTTPResponse(body, content_type=content_type)
 
