@@ -122,3 +122,12 @@ async def test_an_invalidation_lost_to_a_redis_outage_is_replayed_before_the_nex
     finally:
         await client.aclose()
         server.stop()
+
+
+async def test_invalidations_at_the_same_time_each_bump_their_key_once(redis: Redis) -> None:
+    """Concurrent invalidations re-sent one shared pending set: a generation was bumped
+    as many times as invalidations overlapped it, each bump a miss for its readers."""
+    cache = Cache(redis)
+    gens = [f"gen:{uuid.uuid4().hex}" for _ in range(32)]
+    await asyncio.gather(*(cache.invalidate(bump=[gen]) for gen in gens))
+    assert [int(await redis.get(gen) or 0) for gen in gens] == [1] * len(gens)
