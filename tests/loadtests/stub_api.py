@@ -1,6 +1,8 @@
-"""A stand-in API for testing the SLO gate itself: ``python stub_api.py PORT DELAY_MS``.
+"""A stand-in API for testing the SLO gate itself: ``python stub_api.py PORT DELAY_MS
+[READ_STATUS]``.
 
-GET /read answers after DELAY_MS (the injected slowness); POST /write at once.
+GET /read answers READ_STATUS (200) after DELAY_MS (the injected slowness); POST /write
+at once.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import sys
 from sanic import HTTPResponse, Request, Sanic
 
 port, delay_ms = int(sys.argv[1]), int(sys.argv[2])
+read_status = int(sys.argv[3]) if len(sys.argv) > 3 else 200
 app = Sanic("stub")
 
 
 @app.get("/read")
 async def read(request: Request) -> HTTPResponse:
     await asyncio.sleep(delay_ms / 1000)
-    return HTTPResponse(b"{}", content_type="application/json")
+    return HTTPResponse(b"{}", status=read_status, content_type="application/json")
 
 
 @app.post("/write")

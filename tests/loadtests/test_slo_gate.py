@@ -18,9 +18,11 @@ from tests.servers import ROOT
 HERE = Path(__file__).parent
 
 
-def _gate(tmp_path: Path, delay_ms: int) -> tuple[int, dict[str, Any]]:
+def _gate(tmp_path: Path, delay_ms: int, read_status: int = 200) -> tuple[int, dict[str, Any]]:
     port = free_port()
-    stub = subprocess.Popen([sys.executable, str(HERE / "stub_api.py"), str(port), str(delay_ms)])
+    stub = subprocess.Popen(
+        [sys.executable, str(HERE / "stub_api.py"), str(port), str(delay_ms), str(read_status)]
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -74,3 +76,11 @@ def test_gate_fails_when_reads_slow_down(tmp_path: Path) -> None:
     assert not result["ok"]
     assert any(m.startswith("read p95") for m in result["missed"])
     assert result["figures"]["read_p95_ms"] >= delay_ms
+
+
+def test_gate_fails_on_errors_and_still_writes_its_verdict(tmp_path: Path) -> None:
+    """Missing the error-rate target crashed the gate (a KeyError in the message), so no
+    verdict was written."""
+    code, result = _gate(tmp_path, delay_ms=0, read_status=500)
+    assert code == 1
+    assert any(m.startswith("error rate") for m in result["missed"])
