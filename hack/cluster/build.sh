@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cluster's programs from their Go modules at the versions of versions.env,
 # once per machine, into a cache keyed by version outside the clone:
-#   $CLUSTER_CACHE/bin-<hash of versions and wrapper modules>/{kube-apiserver,...,etcd,helm,coredns}
+#   $CLUSTER_CACHE/bin-<hash of versions and wrapper modules>/{kube-apiserver,...,etcd,helm,coredns,
+#   traefik,kube-router,metrics-server}
 # Prints the build time; a warm cache returns at once. Needs Go >= 1.26 and a module proxy.
 set -euo pipefail
 trap 'echo "cluster build: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -35,6 +36,17 @@ echo "kubernetes $KUBERNETES_VERSION built after $(($(date +%s) - start)) s" >&2
 (cd "$here/modules/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .)
 (cd "$here/modules/local-path" &&
   go build -trimpath -ldflags "-s -w" -o "$bin/local-path-provisioner" github.com/rancher/local-path-provisioner)
+# What a production cluster adds around the chart: an ingress controller, a NetworkPolicy
+# engine and the resource metrics an HPA reads.
+addons=$(date +%s)
+(cd "$here/modules/traefik" && go build -trimpath -ldflags "-s -w \
+  -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+  -o "$bin/traefik" github.com/traefik/traefik/v3/cmd/traefik)
+(cd "$here/modules/kube-router" && go build -trimpath -ldflags "-s -w" \
+  -o "$bin/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+(cd "$here/modules/metrics-server" && go build -trimpath -ldflags "-s -w" \
+  -o "$bin/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server)
+echo "traefik, kube-router and metrics-server built after $(($(date +%s) - addons)) s" >&2
 # The pause container: Kubernetes' own C source, linked statically.
 gcc -Os -static -o "$bin/pause" "$(cd "$here/modules/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
 touch "$bin/.complete"

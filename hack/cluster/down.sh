@@ -36,6 +36,9 @@ stop containerd
 pkill -9 -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $sock" 2>/dev/null
 for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
 [[ -x $state/bin/kube-proxy ]] && "$state/bin/kube-proxy" --cleanup >/dev/null 2>&1
+# kube-router's policy chains and ipsets.
+stop kube-router
+[[ -x $state/bin/kube-router ]] && "$state/bin/kube-router" --cleanup-config >/dev/null 2>&1
 
 # Mounts under the state folder and containerd's run folder, deepest first.
 grep -E " ($state|/run/amrutam-containerd)[/ ]" /proc/self/mounts | awk '{print $2}' \
@@ -68,6 +71,10 @@ done
 ip link del "$CNI_BRIDGE" 2>/dev/null
 ip link del "$NODE_BRIDGE" 2>/dev/null
 [[ -f $run/ip_forward ]] && cat "$run/ip_forward" > /proc/sys/net/ipv4/ip_forward
+# The ingress's name (written in place: /etc/hosts may be a mount that cannot be replaced).
+if grep -q "# amrutam-cluster$" /etc/hosts; then
+  hosts=$(grep -v "# amrutam-cluster$" /etc/hosts); printf '%s\n' "$hosts" > /etc/hosts
+fi
 
 # The cgroups the kubelet made beside the machine's own (never the mounts themselves).
 for hierarchy in /sys/fs/cgroup/*/; do

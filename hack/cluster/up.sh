@@ -28,7 +28,7 @@ bash "$here/down.sh" >/dev/null 2>&1 || true
 # --- host packages (Debian's containerd, runc and CNI plugins; iptables for kube-proxy)
 need=()
 for pair in containerd:containerd runc:runc iptables:iptables conntrack:conntrack \
-  busybox:busybox-static socat:socat; do
+  busybox:busybox-static socat:socat ipset:ipset; do
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
@@ -58,6 +58,7 @@ wait_for() {  # what, seconds, command...
 # --- the node's address and the pod traffic guards
 ip link add "$NODE_BRIDGE" type bridge
 ip addr add "$NODE_IP/32" dev "$NODE_BRIDGE"
+for client in $CLIENT_IPS; do ip addr add "$client/32" dev "$NODE_BRIDGE"; done
 ip link set "$NODE_BRIDGE" up
 ip route add "$SERVICE_CIDR" dev "$NODE_BRIDGE"   # host -> Service: kube-proxy DNATs it
 cat /proc/sys/net/ipv4/ip_forward > "$run/ip_forward"
@@ -77,6 +78,8 @@ kubeadm init phase certs all --config "$state/kubeadm.yaml" >/dev/null
 kubeadm init phase kubeconfig all --config "$state/kubeadm.yaml" --kubeconfig-dir "$kc" >/dev/null
 kubeadm kubeconfig user --config "$state/kubeadm.yaml" --client-name system:kube-proxy \
   > "$kc/kube-proxy.conf" 2>/dev/null
+kubeadm kubeconfig user --config "$state/kubeadm.yaml" --client-name kube-router \
+  > "$kc/kube-router.conf" 2>/dev/null
 
 # --- etcd and the control plane
 start etcd etcd --name node --data-dir "$state/etcd" \
@@ -109,7 +112,8 @@ start kube-apiserver kube-apiserver \
   --requestheader-group-headers X-Remote-Group --requestheader-username-headers X-Remote-User \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-  --service-cluster-ip-range "$SERVICE_CIDR" --profiling=false
+  --service-cluster-ip-range "$SERVICE_CIDR" --profiling=false \
+  --enable-aggregator-routing=true  # metrics-server's API by its pod's address
 kubectl() { command kubectl --kubeconfig "$kc/admin.conf" "$@"; }
 wait_for kube-apiserver 120 command kubectl --kubeconfig "$kc/super-admin.conf" get --raw /readyz
 # kubeadm's admin.conf group has no rights until bound (kubeadm init does this step).
@@ -155,6 +159,9 @@ python3 "$here/archive.py" "$img/local-path.tar" "$LOCAL_PATH_IMAGE" /usr/bin/lo
   "$bin/local-path-provisioner=/usr/bin/"
 python3 "$here/archive.py" "$img/busybox.tar" "$BUSYBOX_IMAGE" /bin/sh "$(command -v busybox)=/bin/busybox" \
   @bin/sh=busybox @bin/mkdir=busybox @bin/rm=busybox @bin/chmod=busybox @bin/ls=busybox
+python3 "$here/archive.py" "$img/traefik.tar" "$TRAEFIK_IMAGE" /traefik "$bin/traefik"
+python3 "$here/archive.py" "$img/metrics-server.tar" "$METRICS_SERVER_IMAGE" /metrics-server \
+  "$bin/metrics-server"
 for archive in "$img"/*.tar; do
   ctr --address "$sock" -n k8s.io images import --no-unpack=false "$archive" >/dev/null
 done
@@ -171,8 +178,37 @@ wait_for "default ServiceAccount" 60 kubectl get serviceaccount default
 render "$here/addons/coredns.yaml" | sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" | kubectl apply -f - >/dev/null
 render "$here/addons/local-path.yaml" | sed -e "s|@LOCAL_PATH_IMAGE@|$LOCAL_PATH_IMAGE|g" \
   -e "s|@BUSYBOX_IMAGE@|$BUSYBOX_IMAGE|g" | kubectl apply -f - >/dev/null
+
+# --- what production clusters add (hack/cluster/README.md, "Add-ons"):
+# NetworkPolicies enforced by kube-router's firewall alone, a host process like kube-proxy.
+kubectl apply -f "$here/addons/kube-router.yaml" >/dev/null
+start kube-router kube-router --kubeconfig "$kc/kube-router.conf" --hostname-override "$NODE_NAME" \
+  --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+  --enable-pod-egress=false --service-cluster-ip-range "$SERVICE_CIDR" \
+  --health-port 20244 --metrics-port 0
+# Traefik: its CRDs and ClusterRole as its module ships them, and a pod on ports 80/443.
+module() { (cd "$here/modules/$1" && go list -m -f '{{.Dir}}' "$2"); }
+traefik_docs="$(module traefik github.com/traefik/traefik/v3)/docs/content/reference/dynamic-configuration"
+kubectl apply --server-side -f "$traefik_docs/kubernetes-crd-definition-v1.yml" >/dev/null
+sed -n '/^kind: ClusterRole$/,/^---/p' "$traefik_docs/kubernetes-crd-rbac.yml" | sed '/^---/d' \
+  | sed '1i apiVersion: rbac.authorization.k8s.io/v1' | kubectl apply -f - >/dev/null
+render "$here/addons/traefik.yaml" | sed -e "s|@TRAEFIK_IMAGE@|$TRAEFIK_IMAGE|g" | kubectl apply -f - >/dev/null
+# metrics-server: its own manifests with this cluster's image (kubectl's kustomize).
+ms="$state/addons/metrics-server"; mkdir -p "$ms"
+cp -r "$(module metrics-server sigs.k8s.io/metrics-server)/manifests/base" "$ms/"; chmod -R u+w "$ms"
+sed -e "s|@METRICS_SERVER_IMAGE_NAME@|${METRICS_SERVER_IMAGE%:*}|" \
+  -e "s|@METRICS_SERVER_IMAGE_TAG@|${METRICS_SERVER_IMAGE##*:}|" \
+  "$here/addons/metrics-server/kustomization.yaml" > "$ms/kustomization.yaml"
+kubectl apply -k "$ms" >/dev/null
+
 kubectl -n kube-system rollout status deployment/coredns --timeout 120s >/dev/null
 kubectl -n local-path-storage rollout status deployment/local-path-provisioner --timeout 120s >/dev/null
+kubectl -n traefik rollout status deployment/traefik --timeout 120s >/dev/null
+kubectl -n kube-system rollout status deployment/metrics-server --timeout 180s >/dev/null
+wait_for kube-router 60 curl -sf http://127.0.0.1:20244/healthz
+
+# The ingress's name, for clients on this machine (the tests, Locust, a browser).
+grep -q "# amrutam-cluster$" /etc/hosts || echo "$NODE_IP $INGRESS_HOST  # amrutam-cluster" >> /etc/hosts
 
 touch "$state/ready"
 echo "cluster $KUBERNETES_VERSION up in $(($(date +%s) - started)) s (node $NODE_NAME, $NODE_IP)" >&2
