@@ -193,11 +193,14 @@ KEYS = {"PGBACKREST_REPO1_S3_KEY": "test-key", "PGBACKREST_REPO1_S3_KEY_SECRET":
 
 @contextmanager
 def s3_server(
-    folder: Path, address: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+    folder: Path,
+    address: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
+    port: int | None = None,
 ) -> Iterator[int]:
-    """moto's S3 over HTTPS on a free port of the address, with the certificate and key
-    given (else a self-signed one); yields the port."""
-    port = free_port()
+    """moto's S3 over HTTPS on the port given or a free one of the address, with the
+    certificate and key given (else a self-signed one); yields the port."""
+    port = port or free_port()
     cert, key = tls or (folder / "s3.crt", folder / "s3.key")
     if tls is None:
         self_signed(key, cert, "/CN=127.0.0.1")

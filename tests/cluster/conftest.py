@@ -18,6 +18,7 @@ from tests.backup.conftest import BUCKET, KEYS, certificates, s3, s3_server
 from tests.cluster.kube import (
     CHART,
     FIGURES,
+    INGRESS_HOST,
     KUBECONFIG,
     NAMESPACE,
     NODE_IP,
@@ -73,7 +74,9 @@ def object_store(cluster: None) -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="amrutam-cluster-s3-"))
     certs = certificates(workdir / "certs", host=STORE_HOST)
     tls = (Path(certs["server_cert"]), Path(certs["server_key"]))
-    with s3_server(workdir, NODE_IP, tls) as port:
+    # On the port pods name (values.yaml): NetworkPolicies judge a connection by the port
+    # it reaches after the Service's translation, so the chart's egress port must be it.
+    with s3_server(workdir, NODE_IP, tls, STORE_PORT) as port:
         s3(port, NODE_IP).create_bucket(Bucket=BUCKET)  # type: ignore[attr-defined]
         service = STORE_HOST.split(".")[0]
         kubectl("apply", "-f", "-", input_json=_list(
@@ -103,9 +106,17 @@ def _secret(name: str, data: dict[str, str], kind: str = "Opaque") -> dict[str, 
             "stringData": data}  # fmt: skip
 
 
-def _release_secrets(workdir: Path, store_ca: str) -> dict[str, Any]:
+@pytest.fixture(scope="session")
+def ingress_certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The ingress's certificate for its host, under a CA of the tests' own: clients
+    verify the edge with ``["ca_file"]``."""
+    return certificates(tmp_path_factory.mktemp("ingress") / "certs", host=INGRESS_HOST)
+
+
+def _release_secrets(workdir: Path, store_ca: str, edge: dict[str, str]) -> dict[str, Any]:
     """What a platform team creates before installing with backups (values.yaml names
-    them): the pgBackRest TLS pair, the store's keys and CA, a registry's pull secret."""
+    them): the pgBackRest TLS pair, the store's keys and CA, a registry's pull secret,
+    the ingress's certificate."""
     certs = certificates(workdir / "pgbackrest", host=f"{RELEASE}-postgresql")
     return _list(
         _secret("amrutam-pgbackrest-tls", {
@@ -120,17 +131,24 @@ def _release_secrets(workdir: Path, store_ca: str) -> dict[str, Any]:
         _secret("object-store-ca", {"ca.crt": store_ca}),
         _secret("amrutam-registry", {".dockerconfigjson": '{"auths": {}}'},
                 "kubernetes.io/dockerconfigjson"),
+        _secret("amrutam-ingress-tls", {
+            "tls.crt": Path(edge["server_cert"]).read_text(),
+            "tls.key": Path(edge["server_key"]).read_text(),
+        }, "kubernetes.io/tls"),
     )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
-def release(redis_password: str, object_store: str) -> Iterator[str]:
+def release(
+    redis_password: str, object_store: str, ingress_certificates: dict[str, str]
+) -> Iterator[str]:
     """The release, installed with `helm install --wait` into a namespace that enforces
     the `restricted` Pod Security Standard, with backups to the object store."""
     kubectl("create", "namespace", NAMESPACE)
     kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     workdir = Path(tempfile.mkdtemp(prefix="amrutam-cluster-release-"))
-    kubectl("apply", "-f", "-", input_json=_release_secrets(workdir, object_store))
+    given = _release_secrets(workdir, object_store, ingress_certificates)
+    kubectl("apply", "-f", "-", input_json=given)
     helm(
         "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", str(VALUES),
         "--set", f"secrets.redisPassword={redis_password}", "--wait", "--timeout", "10m",

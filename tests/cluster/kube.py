@@ -16,11 +16,13 @@ STATE = Path(os.environ.get("CLUSTER_STATE", "/var/lib/amrutam-cluster"))
 KUBECONFIG = STATE / "kubeconfig" / "admin.conf"
 BIN = STATE / "bin"
 NODE_IP = "10.245.0.1"  # hack/cluster/network.env
+CLIENT_IPS = ("10.245.0.8", "10.245.0.9")  # the same file: addresses clients send from
+INGRESS_HOST = "api.amrutam.test"  # the same file and values.yaml: the ingress's name
 NAMESPACE = "amrutam"
 RELEASE = "amrutam"
 CHART = Path(__file__).resolve().parents[2] / "charts" / "amrutam"
 VALUES = Path(__file__).with_name("values.yaml")  # the chart's values in these tests
-FIGURES: dict[str, float] = {}  # measured by the tests, printed at the end of the run
+FIGURES: dict[str, float | str] = {}  # measured by the tests, printed at the end of the run
 
 
 def _run(program: str, args: tuple[str, ...], check: bool, timeout: float, stdin: str) -> str:

@@ -8,7 +8,6 @@ import base64
 import re
 import shutil
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 import yaml
 from amrutam_operator import kube as operator_kube
 
+from tests.cluster.clients import doctor_with_a_slot, patient
 from tests.cluster.kube import (
     CHART,
     NAMESPACE,
@@ -32,8 +32,7 @@ from tests.cluster.kube import (
     upgrade,
     wait_until,
 )
-from tests.factories import PROFILE
-from tests.helpers import PASSWORD, totp_code, unique_email
+from tests.helpers import PASSWORD
 
 # Installs and upgrades wait on a real cluster: minutes on a slow machine, not the suite's 300 s.
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(900)]
@@ -113,35 +112,10 @@ def test_the_operator_may_make_every_call_it_makes_and_is_refused_outside_its_gr
     assert "Forbidden" in refused, refused
 
 
-def _doctor_with_a_slot(http: httpx.Client) -> str:
-    email = unique_email("doctor")
-    body = {"email": email, "password": PASSWORD, "full_name": "Dr Cluster", "role": "doctor"}
-    registered = http.post("/v1/auth/register", json=body)
-    assert registered.status_code == 201, registered.text
-    tokens = registered.json()
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
-    setup = http.post("/v1/auth/mfa/setup", headers=auth)
-    assert setup.status_code == 200, setup.text
-    code = totp_code(setup.json()["secret"])
-    assert http.post("/v1/auth/mfa/confirm", headers=auth, json={"code": code}).status_code == 200
-    fresh = http.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert fresh.status_code == 200, fresh.text
-    auth = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
-    profile = http.put("/v1/doctors/me/profile", headers=auth, json=PROFILE)
-    assert profile.status_code == 200, profile.text
-    start = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
-    slot = {"starts_at": start.isoformat(), "ends_at": (start + timedelta(minutes=30)).isoformat()}
-    made = http.post("/v1/doctors/me/slots", headers=auth, json={"slots": [slot]})
-    assert made.status_code == 201, made.text
-    return str(made.json()["items"][0]["id"])
-
-
 def test_register_log_in_and_book_through_the_service_and_the_worker_confirms() -> None:
     with httpx.Client(base_url=api_url(), timeout=30) as http:
-        slot = _doctor_with_a_slot(http)
-        email = unique_email("patient")
-        body = {"email": email, "password": PASSWORD, "full_name": "P", "role": "patient"}
-        assert http.post("/v1/auth/register", json=body).status_code == 201
+        _, slot = doctor_with_a_slot(http)
+        email = patient(http)
         login = http.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
         assert login.status_code == 200, login.text
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
