@@ -617,7 +617,7 @@ def test_the_ingress_publishes_the_api_but_not_metrics_or_probes() -> None:
     """F23: /metrics and the probes are for the cluster, not the internet."""
     (ingress,) = of_kind(render(PRODUCTION), "Ingress")
     paths = {p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
-    assert paths == {"/v1", "/docs", "/openapi.json"}
+    assert paths == {"/v1", "/fhir", "/docs", "/openapi.json"}
 
 
 def allowed_disruptions(pdb: dict[str, Any], healthy: int) -> int:

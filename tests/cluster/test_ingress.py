@@ -68,7 +68,11 @@ def test_login_search_and_booking_work_through_the_ingress_on_its_certificate(ca
         )
         assert booked.status_code == 201, booked.text
         assert booked.json()["doctor_id"] == doctor
-        # Probes and metrics stay inside the cluster.
+        # The FHIR facade is published too (the ingress had only /v1: found by the SLO
+        # run through it); probes and metrics stay inside the cluster.
+        metadata = http.get("/fhir/R4/metadata")
+        assert metadata.status_code == 200
+        assert metadata.json()["resourceType"] == "CapabilityStatement"
         assert http.get("/metrics").status_code == 404
         assert http.get("/readyz").status_code == 404
 
