@@ -58,9 +58,12 @@ bench: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	python -m loadtests.bench
 
-## slo: the short load run with the p95 gate that CI runs after the tests
+## slo: the short load run with the p95 gate that CI runs after the tests. SLO_BASE_URL
+## loads a running platform, seeded with the profile's data, instead of a local one (the
+## cluster's ingress, with SLO_PROFILE=cluster: tests/cluster/test_slo_autoscaling.py)
+SLO_PROFILE ?= ci
 slo: install
-	python -m loadtests.run --profile ci
+	python -m loadtests.run --profile $(SLO_PROFILE) $(if $(SLO_BASE_URL),--base-url $(SLO_BASE_URL))
 
 ## loadtest: a longer run on the large data set (10k doctors, 100k patients, 5M audit rows)
 loadtest: install
