@@ -36,9 +36,7 @@ stop containerd
 pkill -9 -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $sock" 2>/dev/null
 for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
 [[ -x $state/bin/kube-proxy ]] && "$state/bin/kube-proxy" --cleanup >/dev/null 2>&1
-# kube-router's policy chains and ipsets.
 stop kube-router
-[[ -x $state/bin/kube-router ]] && "$state/bin/kube-router" --cleanup-config >/dev/null 2>&1
 
 # Mounts under the state folder and containerd's run folder, deepest first.
 grep -E " ($state|/run/amrutam-containerd)[/ ]" /proc/self/mounts | awk '{print $2}' \
@@ -58,6 +56,21 @@ for table in filter nat mangle; do
     iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null
   done
 done
+# Chains of kube-router's policies (its --cleanup-config panics on a host without IPVS)
+# and of the portmap plugin's host ports (the kubelet that would have removed them is
+# gone): the rules that jump to them, then the chains themselves.
+drop_chains() {  # table, regular expression of chain names
+  local table=$1 pattern=$2 chains
+  chains=$(iptables -t "$table" -S 2>/dev/null | awk -v p="^($pattern)" '$1 == "-N" && $2 ~ p {print $2}')
+  [[ -n $chains ]] || return 0
+  iptables -t "$table" -S | grep -E "^-A .* -j ($pattern)" | grep -vE "^-A ($pattern)" \
+    | sed 's/^-A/-D/' | while read -r rule; do eval iptables -t "$table" "$rule"; done
+  for chain in $chains; do iptables -t "$table" -F "$chain"; done
+  for chain in $chains; do iptables -t "$table" -X "$chain"; done
+}
+drop_chains filter 'KUBE-ROUTER-|KUBE-POD-FW-|KUBE-NWPLCY-'
+drop_chains nat 'CNI-HOSTPORT-|CNI-DN-'
+ipset list -n 2>/dev/null | grep -E '^(KUBE-|kube-router)' | xargs -r -n1 ipset destroy 2>/dev/null
 for cidr in "$POD_CIDR" "$SERVICE_CIDR"; do
   for chain in FORWARD POSTROUTING; do
     iptables -t mangle -S "$chain" 2>/dev/null | grep -E "^-A $chain -s $cidr .*-j DROP" \
