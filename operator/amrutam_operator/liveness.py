@@ -4,10 +4,14 @@ kopf's own probe only says the event loop answers. An operator whose watch strea
 (a half-open connection, an API server that stops sending) answers too, and never acts
 again. So a heartbeat: every ``heartbeat_s`` the operator annotates its peering object,
 and an event handler notes when that change comes back through a watch stream. The probe
-fails when the API has not taken a heartbeat, or (unless a peer holds the lead, which
-pauses this copy's streams on purpose) when no event has come back, for three periods.
-Every other stream is bounded by kopf's client timeout, so one that goes silent is
-reopened rather than trusted.
+fails when the API has taken every heartbeat for three periods and none came back
+(unless a peer holds the lead, which pauses this copy's streams on purpose).
+
+An API that takes no heartbeat is not this pod's fault: a control-plane upgrade or
+outage. Restarting every operator pod for it would add a crash loop's back-off to the
+wait (N13), so the probe stays healthy and the log says so; the streams are reopened
+when the API is back. Every other stream is bounded by kopf's client timeout, so one that
+goes silent is reopened rather than trusted.
 """
 
 from __future__ import annotations
@@ -56,21 +60,32 @@ def outranked(peers: dict[str, Any], mine: int, now: datetime.datetime) -> bool:
 
 @dataclass
 class Heartbeat:
-    """What the probe judges: when the API last took a beat and when one came back."""
+    """What the probe judges: since when the API has taken every beat, and when one
+    last came back through a watch stream."""
 
     period: float
     started: float = field(default_factory=time.monotonic)
-    written: float | None = None
+    taking_since: float | None = None  # None: the last beat was not taken
     seen: float | None = None
     standby: bool = False
     task: asyncio.Task[None] | None = None
 
+    def took(self, now: float) -> None:
+        if self.taking_since is None:
+            self.taking_since = now
+
+    def missed(self) -> None:
+        self.taking_since = None
+
     def problem(self, now: float) -> str | None:
+        if self.standby or self.taking_since is None:
+            return None
         limit = 3 * self.period
-        if now - (self.written or self.started) > limit:
-            return f"the Kubernetes API has taken no heartbeat for {limit:.0f}s"
-        if not self.standby and now - (self.seen or self.started) > limit:
-            return f"the watch streams have delivered nothing for {limit:.0f}s"
+        if now - max(self.seen or self.started, self.taking_since) > limit:
+            return (
+                f"the watch streams have delivered nothing for {limit:.0f}s "
+                "while the Kubernetes API takes every heartbeat"
+            )
         return None
 
 
@@ -92,10 +107,11 @@ async def _beat(state: Heartbeat, settings: kopf.OperatorSettings) -> None:
             peering = await kube.annotate_peering(
                 plural, namespace, settings.peering.name, {ANNOTATION: now.isoformat()}
             )
-        except Exception as exc:  # the probe reports it, once it lasts
-            logger.warning("Heartbeat not taken: %s", exc)
+        except Exception as exc:  # the API is away: wait for it, a restart would not help
+            logger.warning("Heartbeat not taken (the Kubernetes API is away?): %s", exc)
+            state.missed()
         else:
-            state.written = time.monotonic()
+            state.took(time.monotonic())
             state.standby = outranked(peering.get("status") or {}, settings.peering.priority, now)
             if state.standby:
                 metrics.stand_by()
