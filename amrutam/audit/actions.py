@@ -13,8 +13,7 @@ class Action(StrEnum):
     AUTH_REFRESH_REUSE = "auth.refresh_reuse"
     AUTH_LOGOUT = "auth.logout"
     AUTH_SESSION_REVOKED = "auth.session_revoked"
-    # Every other session of an account, after its credentials changed (G7).
-    AUTH_SESSIONS_ENDED = "auth.sessions_ended"
+    # Its detail names the sessions the change ended, as auth.mfa_enabled's does (G7).
     AUTH_PASSWORD_CHANGED = "auth.password_changed"
     AUTH_MFA_CHALLENGED = "auth.mfa_challenged"  # right password, code next
     AUTH_MFA_SETUP = "auth.mfa_setup"

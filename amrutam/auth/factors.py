@@ -128,8 +128,9 @@ class SecondFactors:
                 "INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)",
                 [(user_id, mfa.recovery_code_hash(c)) for c in codes],
             )
-            await record(conn, actor, Action.AUTH_MFA_ENABLED, "user", user_id)
-            ended.extend(await sessions.end_recorded(conn, actor, user_id, keep, "mfa_enabled"))
+            ended.extend(await sessions.end_others(conn, user_id, keep))
+            detail = sessions.ended_detail(ended)
+            await record(conn, actor, Action.AUTH_MFA_ENABLED, "user", user_id, detail)
             return RecoveryCodes(recovery_codes=codes)
 
         result = await self._checked(actor, "confirm", attempt)

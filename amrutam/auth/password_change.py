@@ -45,8 +45,8 @@ class PasswordChanges:
             await self._throttle.admit(user["email"], actor.ip or "unknown")
         if not await self._passwords.verify(user["password_hash"], change.current_password):
             async with self._db.connection() as conn, conn.transaction():
-                detail = {"step": "password_change"}
-                await record(conn, actor, Action.AUTH_LOGIN_FAILED, "user", actor.user_id, detail)
+                step = {"step": "password_change"}
+                await record(conn, actor, Action.AUTH_LOGIN_FAILED, "user", actor.user_id, step)
             raise InvalidInput(
                 "the current password is wrong",
                 [FieldError("current_password", "does not match the account's password")],
@@ -60,9 +60,8 @@ class PasswordChanges:
                 actor.user_id,
                 new_hash,
             )
-            await record(conn, actor, Action.AUTH_PASSWORD_CHANGED, "user", actor.user_id)
-            ended = await sessions.end_recorded(
-                conn, actor, actor.user_id, keep, "password_changed"
-            )
+            ended = await sessions.end_others(conn, actor.user_id, keep)
+            detail = sessions.ended_detail(ended)
+            await record(conn, actor, Action.AUTH_PASSWORD_CHANGED, "user", actor.user_id, detail)
         if self._revocations is not None:
             await self._revocations.mark_all(ended)

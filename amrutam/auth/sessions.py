@@ -21,8 +21,6 @@ import asyncpg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from amrutam.audit.actions import Action
-from amrutam.audit.log import Actor, record
 from amrutam.infra.logs import get_logger
 from amrutam.infra.metrics import REDIS_DEGRADED
 
@@ -131,19 +129,9 @@ async def end_others(
     return ended
 
 
-async def end_recorded(
-    conn: asyncpg.Connection,
-    actor: Actor,
-    user_id: uuid.UUID,
-    keep: uuid.UUID | None,
-    reason: str,
-) -> list[uuid.UUID]:
-    """``end_others``, audited when it ended any (``auth.sessions_ended``)."""
-    ended = await end_others(conn, user_id, keep)
-    if ended:
-        detail = {"reason": reason, "sessions": [str(i) for i in ended]}
-        await record(conn, actor, Action.AUTH_SESSIONS_ENDED, "user", user_id, detail)
-    return ended
+def ended_detail(ended: list[uuid.UUID]) -> dict[str, list[str]] | None:
+    """What an audit row of a credentials change says about the sessions it ended."""
+    return {"sessions_ended": [str(i) for i in ended]} if ended else None
 
 
 async def is_open(conn: asyncpg.Connection, session_id: uuid.UUID) -> bool:

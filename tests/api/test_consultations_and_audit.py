@@ -264,6 +264,8 @@ async def test_visit_lifecycle_with_one_audit_row_per_act(
     await traced("DELETE", path, "auth.session_revoked", headers=mine)
     recovery = {"code": enabled.json()["recovery_codes"][0]}
     await traced("DELETE", "/v1/auth/mfa", "auth.mfa_disabled", headers=mine, json=recovery)
+    change = {"current_password": PASSWORD, "new_password": "violet kettle orbit 42"}
+    await traced("POST", "/v1/auth/password", "auth.password_changed", headers=mine, json=change)
     await traced("POST", "/v1/auth/logout", "auth.logout", headers=mine)
 
     # No clinical content in any audit detail.

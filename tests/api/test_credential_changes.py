@@ -30,14 +30,15 @@ async def _alive(http: httpx.AsyncClient, tokens: dict[str, Any]) -> tuple[bool,
     return me.status_code == 200, fresh.status_code == 200
 
 
-async def _ended_for(database_url: str, user_id: str) -> list[str]:
+async def _ended_for(database_url: str, user_id: str) -> list[tuple[str, int]]:
+    """The audit rows that ended sessions: (action, how many)."""
     conn = await asyncpg.connect(pg_dsn(database_url))
     try:
         return [
-            row["reason"]
+            (row["action"], row["ended"])
             for row in await conn.fetch(
-                "SELECT detail->>'reason' AS reason FROM audit_logs "
-                "WHERE action = 'auth.sessions_ended' AND entity_id = $1",
+                "SELECT action, jsonb_array_length(detail->'sessions_ended') AS ended "
+                "FROM audit_logs WHERE entity_id = $1 AND detail ? 'sessions_ended'",
                 user_id,
             )
         ]
@@ -54,7 +55,7 @@ async def test_enrolling_a_second_factor_ends_the_other_sessions_and_keeps_this_
     await enrol(client, mine)
     assert await _alive(client, stolen) == (False, False)
     assert await _alive(client, mine) == (True, True)
-    assert await _ended_for(database_url, mine["user"]["id"]) == ["mfa_enabled"]
+    assert await _ended_for(database_url, mine["user"]["id"]) == [("auth.mfa_enabled", 1)]
 
 
 async def test_changing_the_password_ends_the_other_sessions_and_the_old_password(
@@ -76,7 +77,7 @@ async def test_changing_the_password_ends_the_other_sessions_and_the_old_passwor
     )
     new = await client.post("/v1/auth/login", json={"email": email, "password": NEW_PASSWORD})
     assert new.status_code == 200, new.text
-    assert await _ended_for(database_url, mine["user"]["id"]) == ["password_changed"]
+    assert await _ended_for(database_url, mine["user"]["id"]) == [("auth.password_changed", 1)]
 
 
 async def test_a_change_needs_the_current_password_and_a_strong_new_one(

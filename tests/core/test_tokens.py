@@ -86,7 +86,7 @@ def test_a_challenge_is_no_access_token_and_an_access_token_no_challenge(
 ) -> None:
     user = uuid.uuid4()
     challenge = tokens.challenge(user)
-    assert tokens.challenged(challenge) == user
+    assert tokens.challenged(challenge).user_id == user
     with pytest.raises(AuthenticationFailed):
         tokens.verify(challenge)
     with pytest.raises(AuthenticationFailed):
