@@ -298,6 +298,7 @@ async def reconcile(
             exc=exc,
             generation=generation,
             retry=int(kwargs.get("retry", 0)),
+            report=lambda c: metrics.condition(namespace, name, c["type"], c["status"]),
         )
     found: list[repo_status.Backup] | None
     try:

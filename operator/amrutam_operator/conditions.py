@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
@@ -92,14 +92,24 @@ def fail(
     exc: Exception,
     generation: int | None,
     retry: int,
+    report: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> NoReturn:
-    """The one failure path of a reconcile: ``Ready=False`` with the reason, one Warning
-    per spell of failure, the failure metric, and a retry after our backoff."""
+    """The one failure path of a reconcile: ``Ready=False`` with the reason, every other
+    condition ``Unknown`` with it (not evaluated this time: never an old True, N15), one
+    Warning per spell of failure, the failure metric, and a retry after our backoff.
+    ``report`` sees each condition written (the condition gauges)."""
     message = f"{type(exc).__name__}: {exc}"
     patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = merged(
-        status.get("conditions"), [condition("Ready", False, reason, message)], generation
-    )
+    old = status.get("conditions") or ()
+    written = [
+        *(unknown(c["type"], reason, "not evaluated: " + message) for c in old
+          if c.get("type") != "Ready"),
+        condition("Ready", False, reason, message),
+    ]  # fmt: skip
+    patch.status["conditions"] = merged(old, written, generation)
+    if report is not None:
+        for cond in written:
+            report(cond)
     warn_once(memo, "not_ready", True, body, reason, message)
     metrics.failed(kind)
     raise kopf.TemporaryError(message, delay=backoff(retry)) from exc

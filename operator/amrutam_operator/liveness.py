@@ -32,13 +32,15 @@ logger = logging.getLogger(__name__)
 ANNOTATION = "platform.amrutam.io/heartbeat"
 
 
-def priority(identity: str) -> int:
-    """A pod's peering priority: stable for its life and distinct between pods.
+def priority(identity: str, started: float) -> int:
+    """A process's peering priority: the earlier it started, the higher (N12).
 
-    kopf freezes every peer when two share a priority, so a Deployment's replicas (one
-    command line for all) each take one from their own name.
+    So the copy that leads keeps the lead: a replacement pod started later never takes it
+    over while the leader lives (kopf pauses the lower priority, and its pause is no fence
+    for handlers already running). Two copies started in the same second are told apart
+    by their pod's name, since kopf freezes every peer when two share a priority.
     """
-    return zlib.crc32(identity.encode()) & 0x7FFFFFFF
+    return (2**31 - int(started)) * 1000 + zlib.crc32(identity.encode()) % 1000
 
 
 def outranked(peers: dict[str, Any], mine: int, now: datetime.datetime) -> bool:
@@ -133,7 +135,7 @@ def start(settings: kopf.OperatorSettings) -> None:
     global STATE
     conf = config.settings()
     settings.peering.priority = (
-        conf.priority if conf.priority is not None else priority(conf.pod_name)
+        conf.priority if conf.priority is not None else priority(conf.pod_name, time.time())
     )
     # Bound every stream: one that goes silent past this is reopened, not trusted.
     settings.watching.server_timeout = conf.watch_timeout_s

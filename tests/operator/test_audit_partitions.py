@@ -154,6 +154,32 @@ async def test_database_outage_is_a_condition_and_an_event_then_recovers(
     )
 
 
+async def test_a_failed_reconcile_turns_its_other_conditions_unknown(
+    cluster: Cluster, database: PostgresServer
+) -> None:
+    """N15: a failure set Ready=False and kept HorizonMet and DefaultPartitionEmpty at
+    their last True, which the failed run had not checked."""
+
+    def status_of(type_: str) -> str | None:
+        found = condition(cluster.resource("auditpartitionpolicies", "n15"), type_)
+        return found["status"] if found else None
+
+    await cluster.secret("db-n15", dsn=dsn(database))
+    spec = {"databaseSecretRef": {"name": "db-n15", "key": "dsn"}, "checkInterval": 3600}
+    await cluster.apply("auditpartitionpolicies", "n15", spec)
+    await eventually(lambda: status_of("HorizonMet") == "True")
+    database.stop("immediate")
+    try:
+        await cluster.apply("auditpartitionpolicies", "n15", {**spec, "premake": 4})
+        await eventually(lambda: status_of("Ready") == "False")
+        policy = cluster.resource("auditpartitionpolicies", "n15")
+        for type_ in ("HorizonMet", "DefaultPartitionEmpty"):
+            cond = condition(policy, type_) or {}
+            assert (cond["status"], cond["reason"]) == ("Unknown", "MaintenanceFailed"), cond
+    finally:
+        database.start()
+
+
 async def test_a_missing_secret_is_reported_not_crashed_on(cluster: Cluster) -> None:
     await cluster.apply(
         "auditpartitionpolicies", "nosecret", {"databaseSecretRef": {"name": "absent"}}

@@ -14,10 +14,14 @@ def peer(priority_: int, seconds_ago: float, lifetime: int = 60) -> dict[str, ob
     return {"priority": priority_, "lastseen": seen, "lifetime": lifetime}
 
 
-def test_pods_of_one_deployment_take_distinct_stable_priorities() -> None:
+def test_the_copy_started_first_leads_and_copies_started_together_differ() -> None:
+    """N12: the priority came from the pod's name alone, so a replacement pod with a
+    higher hash took the lead from a live leader."""
     names = [f"amrutam-operator-7d9c8b6f5-{suffix}" for suffix in ("x2kqp", "m9zrt", "a1b2c")]
-    assert len({priority(n) for n in names}) == 3
-    assert priority(names[0]) == priority(names[0])
+    started = 1_796_000_000.0
+    assert priority(names[0], started) > priority(names[1], started + 1)  # the incumbent
+    assert len({priority(n, started) for n in names}) == 3
+    assert priority(names[0], started) == priority(names[0], started + 0.5)
 
 
 def test_a_live_higher_or_equal_peer_outranks_and_a_dead_one_does_not() -> None:
