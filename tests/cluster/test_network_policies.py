@@ -8,6 +8,7 @@ engine answers a denied one with "connection refused", like a closed port."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.cluster.kube import (
     get,
     kubectl,
     pods_of,
+    wait_until,
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("release"), pytest.mark.timeout(600)]
@@ -143,3 +145,26 @@ def test_api_pods_reach_nothing_but_their_dependencies(strangers: dict[str, str]
     assert reaches((ELSEWHERE, strangers[ELSEWHERE]), traefik)  # it answers
     assert not reaches(api, traefik)
     assert not reaches(api, (pod_ip("worker"), 9808))
+
+
+def test_each_refusal_is_its_policys_widening_the_policy_opens_the_path(
+    strangers: dict[str, str],
+) -> None:
+    """How the refused paths above are known to test the chart's policies (and not a
+    closed port or some other rule): widened to every namespace, the database's policy
+    lets the stranger in at once, and narrowed back it shuts it out again."""
+    name, elsewhere = f"{RELEASE}-postgresql-ingress", (ELSEWHERE, strangers[ELSEWHERE])
+    (rule, *_) = get("networkpolicy", name)["spec"]["ingress"]
+
+    def first_rule(value: dict[str, Any]) -> None:
+        change = [{"op": "replace", "path": "/spec/ingress/0", "value": value}]
+        kubectl("patch", "networkpolicy", name, "-n", NAMESPACE, "--type=json",
+                "-p", json.dumps(change))  # fmt: skip
+
+    assert not reaches(elsewhere, DATABASE)
+    first_rule({**rule, "from": [*rule["from"], {"namespaceSelector": {}}]})
+    try:
+        wait_until(lambda: reaches(elsewhere, DATABASE), "the widened policy lets it in", 30)
+    finally:
+        first_rule(rule)
+    wait_until(lambda: not reaches(elsewhere, DATABASE), "the chart's policy shuts it out", 30)

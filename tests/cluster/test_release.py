@@ -163,8 +163,11 @@ def test_an_upgrade_rolls_only_the_pods_whose_settings_changed_and_keeps_the_dat
         lambda: pods_of("worker") and not set(pods_of("worker")) & set(before["worker"]),
         "the worker pods are replaced",
     )
+    # No new pod (the API's HPA may have removed one meanwhile: a roll adds new ones).
     for name in ("api", "beat", "operator", "postgresql"):
-        assert pods_of(name) == before[name], f"{name} pods were rolled by a worker-only change"
+        after = set(pods_of(name))
+        assert after, name
+        assert after <= set(before[name]), f"{name} pods were rolled by a worker-only change"
     assert sql("SELECT count(*) FROM users") == users
     with httpx.Client(base_url=api_url(), timeout=30) as http:
         assert http.get("/readyz").status_code == 200
