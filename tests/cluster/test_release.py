@@ -55,8 +55,9 @@ def test_install_with_the_in_cluster_database_migrates_and_every_workload_is_rea
 
 
 def test_helm_test_reaches_the_api_through_its_service() -> None:
-    out = helm("test", RELEASE, "--namespace", NAMESPACE, timeout=300)
-    assert re.search(rf"TEST SUITE:\s+{RELEASE}-test\n.*Phase:\s+Succeeded", out, re.S), out
+    out = helm("test", RELEASE, "--namespace", NAMESPACE, timeout=300, check=False)
+    logs = kubectl("logs", "-n", NAMESPACE, f"{RELEASE}-test", check=False)  # if it stayed
+    assert re.search(rf"TEST SUITE:\s+{RELEASE}-test\n.*Phase:\s+Succeeded", out, re.S), out + logs
     assert not get("pods", **component("test")), "a test pod that passed is left behind"
 
 
