@@ -45,9 +45,14 @@ def test_install_with_the_in_cluster_database_migrates_and_every_workload_is_rea
     migrate = get("job", f"{RELEASE}-migrate-install")
     assert migrate["status"].get("succeeded") == 1, migrate["status"]
     assert "helm.sh/hook" not in migrate["metadata"].get("annotations", {})
-    for deployment in get("deployments"):
-        status, name = deployment["status"], deployment["metadata"]["name"]
-        assert status.get("readyReplicas") == deployment["spec"]["replicas"], (name, status)
+    # Waited for, not read once: the tests before this one (the ingress's) load the API,
+    # and its HPA may be starting a second pod right now.
+    wait_until(
+        lambda: all(
+            d["status"].get("readyReplicas") == d["spec"]["replicas"] for d in get("deployments")
+        ),
+        "every Deployment has its replicas ready",
+    )
     database = get("statefulset", f"{RELEASE}-postgresql")
     assert database["status"].get("readyReplicas") == 1, database["status"]
     claim = get("pvc", f"data-{RELEASE}-postgresql-0")
